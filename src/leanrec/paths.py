@@ -8,12 +8,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import platformdirs
+CACHE_DIR_ENV = "LEANREC_CACHE_DIR"
 
 
 def cache_dir() -> Path:
-    """The user's cache folder for leanrec (``LEANREC_CACHE_DIR`` overrides it)."""
-    override = os.environ.get("LEANREC_CACHE_DIR")
-    path = Path(override) if override else Path(platformdirs.user_cache_dir("leanrec"))
+    """The user's cache folder for leanrec (``$LEANREC_CACHE_DIR`` overrides it when non-empty)."""
+    override = os.environ.get(CACHE_DIR_ENV, "").strip()
+    if override:
+        path = Path(override).expanduser()
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_cache_dir("leanrec"))
     path.mkdir(parents=True, exist_ok=True)
     return path

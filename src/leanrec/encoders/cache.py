@@ -59,7 +59,7 @@ __all__ = [
     "text_hash",
 ]
 
-CACHE_DIR_ENV = "LEANREC_CACHE_DIR"
+from leanrec.paths import CACHE_DIR_ENV  # noqa: E402  (re-exported)
 CACHE_FILENAME = "embeddings.sqlite"
 
 # The schema version is in the table name, so a future layout can live beside this one
@@ -83,12 +83,9 @@ T = TypeVar("T")
 
 def default_cache_dir() -> Path:
     """``$LEANREC_CACHE_DIR`` if set and non-empty, else the per-user cache folder."""
-    env = os.environ.get(CACHE_DIR_ENV, "").strip()
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
+    from leanrec.paths import cache_dir
 
-    return Path(platformdirs.user_cache_dir("leanrec"))
+    return cache_dir()
 
 
 def default_cache_path() -> Path:
