@@ -114,10 +114,14 @@ def demo(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cfg = ExperimentConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()),
                            protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()))
+    try:
+        total_steps = plan_steps(cfg)  # checks every model and protocol name before any work
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     ds = _load(dataset)
     with _progress() as progress:
         enc_task = progress.add_task("encoding items", total=len(ds.items))
-        run_task = progress.add_task("tuning and testing", total=plan_steps(cfg))
+        run_task = progress.add_task("tuning and testing", total=total_steps)
 
         def on_step(label: str) -> None:
             progress.update(run_task, advance=1, description=f"tuning and testing [dim]{label}[/]")

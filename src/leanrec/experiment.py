@@ -61,6 +61,9 @@ def _grid(name: str, cfg: ExperimentConfig, tuned: dict) -> tuple[object, list[d
 
 def plan_steps(cfg: ExperimentConfig) -> int:
     """Number of progress steps ``run_experiment`` will report (grid points + test runs)."""
+    unknown = [p for p in cfg.protocols if p not in PROTOCOLS]
+    if unknown:
+        raise ValueError(f"unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS)}")
     total = 0
     for name in cfg.models:
         _, grid = _grid(name, cfg, {})
