@@ -149,20 +149,25 @@ def recommend(
 ) -> None:
     """Top-k items for a user, fitted on all of the data set's events."""
     from .data.schema import coerce_ids_like
-    from .experiment import ExperimentConfig, _grid
+    from .experiment import ExperimentConfig, model_grid
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    ds = _load(dataset)
     import pandas as pd
 
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if k < 1:
+        raise typer.BadParameter(f"-k must be at least 1, got {k}")
+    path = results or Path("out/results.json")
+    tuned = json.loads(path.read_text())["models"] if path.exists() else {}
+    params = {name: run["warm"]["params"] for name, run in tuned.items() if "warm" in run}
+    try:
+        estimator, grid = model_grid(model, ExperimentConfig(), params)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    ds = _load(dataset)
     user_id = coerce_ids_like(pd.Series([user]), ds.events.frame["user_id"]).iloc[0]
     if user_id is None or user_id not in set(ds.events.frame["user_id"]):
         console.print(f"[red]unknown user {user!r} in {dataset}")
         raise typer.Exit(2)
-    path = results or Path("out/results.json")
-    tuned = json.loads(path.read_text())["models"] if path.exists() else {}
-    params = {name: run["warm"]["params"] for name, run in tuned.items() if "warm" in run}
-    estimator, grid = _grid(model, ExperimentConfig(), params)
     chosen = params.get(model) or grid[0]
     with console.status(f"fitting {model} {chosen} on {len(ds.events)} events"):
         fitted = estimator.set_params(**chosen).fit(ds)

@@ -41,7 +41,7 @@ class ExperimentConfig:
     sentence_model: str = "all-MiniLM-L6-v2"
 
 
-def _grid(name: str, cfg: ExperimentConfig, tuned: dict) -> tuple[object, list[dict]]:
+def model_grid(name: str, cfg: ExperimentConfig, tuned: dict) -> tuple[object, list[dict]]:
     """Estimator and validation grid for one model; the hybrid reuses the tuned EASE λ."""
     if name == "popular":
         return MostPopular(), [{}]
@@ -66,7 +66,7 @@ def plan_steps(cfg: ExperimentConfig) -> int:
         raise ValueError(f"unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS)}")
     total = 0
     for name in cfg.models:
-        _, grid = _grid(name, cfg, {})
+        _, grid = model_grid(name, cfg, {})
         total += (len(grid) + 1) * len(cfg.protocols)
     return total
 
@@ -135,7 +135,7 @@ def run_experiment(ds: Dataset, out_dir: str | Path, cfg: ExperimentConfig | Non
         results["splits"][protocol] = split.summary()
         tuned: dict = {}
         for name in cfg.models:
-            estimator, grid = _grid(name, cfg, tuned)
+            estimator, grid = model_grid(name, cfg, tuned)
             label = f"{name}/{protocol}"
             run = tune_and_test(estimator, grid, split,
                                 on_step=(lambda what, label=label: on_step(f"{label} {what}")) if on_step else None)
