@@ -81,7 +81,7 @@ def _tiny():
 def test_popular_counts():
     m = MostPopular().fit(_tiny())
     assert m.score(["a"])[0].tolist() == [1, 2, 2, 0]
-    assert [r.item_id for r in m.recommend("c", k=3)] == [2, 1, 4]  # tie 1 vs 4 (both 1 vs 0): by score then id
+    assert [r.item_id for r in m.recommend("c", k=3)] == [2, 1, 4]  # item 3 seen; then by popularity
 
 
 def test_ease_closed_form_by_hand():

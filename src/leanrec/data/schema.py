@@ -165,11 +165,6 @@ class Events:
     def __len__(self) -> int:
         return len(self.frame)
 
-    @property
-    def users(self) -> np.ndarray:
-        """Distinct user ids in sorted order."""
-        return np.sort(self.frame[USER_ID].unique())
-
 
 @dataclass(frozen=True)
 class Dataset:

@@ -10,7 +10,7 @@ models can be compared pairwise later.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -33,7 +33,6 @@ class EvalResult:
     top_scores: np.ndarray          # float[n_users, LIST_LENGTH]; -inf = empty slot
     user_ids: np.ndarray
     score_seconds: float
-    extra: dict = field(default_factory=dict)
 
     def recs_frame(self, item_ids: np.ndarray) -> pd.DataFrame:
         """The lists as ``user_id, rank, item_id, score`` rows with the data set's own ids."""
