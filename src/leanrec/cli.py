@@ -182,5 +182,7 @@ def recommend(
     console.print("P(i|u) = softmax over every item the user has not seen of the model's scores.")
 
 
+from . import cli_cost  # noqa: E402,F401  (registers cost, bench, plan, encoder export, data synth)
+
 if __name__ == "__main__":  # pragma: no cover
     app()

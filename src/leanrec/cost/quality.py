@@ -1,0 +1,94 @@
+"""What a cost cut does to recommendation quality, on the fixed protocols (DESIGN.md §4).
+
+Every rung of the cost ladder changes how item vectors are made (encoder backend,
+precision, pruning), stored (codec) or searched (index). Its quality is measured the same
+way for all of them: the content recommender's user vector (time-decayed mean of the
+user's history vectors, :func:`leanrec.models.content.decay_weights`) is the query, the
+index returns the top 10 with the user's earlier items excluded, and NDCG@10 / Recall@10
+are read off where the held-out item landed. The model is fitted on train+validation and
+scored on the test targets, both protocols (warm, and cold items ranked among cold items
+only), with one fixed half-life so that rows differ only in the cost knob.
+
+Why through the index, not through ``evaluate``'s full score matrix: an approximate index
+or a binary first stage changes *which* items come back, and that is exactly the quality
+loss to be measured. With the exact index over fp32 vectors this reproduces
+``evaluate(ContentRecommender(...))``'s NDCG@10 (ties go to the lower item position in
+both), which the tests check.
+
+History vectors come from the *stored* vectors (decoded codes) because in a compressed
+deployment the fp32 vectors are gone; the query itself is float32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..data.split import Split
+from ..models.base import History
+from ..models.content import decay_weights
+
+__all__ = ["ProtocolQuality", "protocol_queries", "rank_quality", "DEFAULT_HALF_LIFE"]
+
+#: The content recommender's default half-life (events); fixed across ladder rows.
+DEFAULT_HALF_LIFE = 8.0
+
+
+@dataclass(frozen=True)
+class ProtocolQuality:
+    """NDCG@10 and Recall@10 of one configuration on one protocol's test targets."""
+
+    protocol: str
+    ndcg10: float
+    recall10: float
+    n_users: int
+
+    def as_dict(self) -> dict:
+        return {"protocol": self.protocol, "ndcg@10": self.ndcg10, "recall@10": self.recall10,
+                "n_users": self.n_users}
+
+
+def protocol_queries(split: Split, history_vectors: np.ndarray, half_life: float | None = DEFAULT_HALF_LIFE):
+    """Query vectors, exclusions (in candidate-local positions) and target positions.
+
+    ``history_vectors`` float32[n_items, d] are the vectors user profiles are built from.
+    Returns ``(queries float32[n, d], exclude list[int64[]], targets int64[n], candidates)``
+    where ``candidates`` are the global item positions the index must hold (all items for
+    the warm protocol, the cold items for the cold one) and every position returned is an
+    index into ``candidates``. Users without any training history get a zero query (they
+    still count, with whatever the index returns for a zero vector).
+    """
+    history = History.from_dataset(split.train_valid)
+    targets = split.test
+    n_items = history_vectors.shape[0]
+    candidates = np.arange(n_items) if split.candidates is None else np.asarray(split.candidates)
+    local = np.full(n_items, -1, np.int64)
+    local[candidates] = np.arange(len(candidates))
+    users = targets.frame["user_id"].to_numpy()
+    target_pos = targets.frame["item_pos"].to_numpy()
+    rows = history.rows(users)
+    queries = np.zeros((len(users), history_vectors.shape[1]), np.float32)
+    for k, r in enumerate(rows):
+        if r < 0:
+            continue
+        seq = history.sequences[r]
+        if len(seq):
+            w = decay_weights(len(seq), half_life)
+            queries[k] = (w @ history_vectors[seq]) / w.sum()
+    exclude = []
+    for seen, t in zip(targets.seen, target_pos):
+        s = local[np.asarray(seen, np.int64)]
+        s = s[(s >= 0) & (s != local[t])]  # the target stays rankable (repeat consumption)
+        exclude.append(np.unique(s))
+    return queries, exclude, local[target_pos], candidates
+
+
+def rank_quality(protocol: str, positions: np.ndarray, targets: np.ndarray, k: int = 10) -> ProtocolQuality:
+    """NDCG@k and Recall@k from each user's returned top-k positions and target position."""
+    top = np.asarray(positions)[:, :k]
+    hit = top == np.asarray(targets)[:, None]
+    rank = np.where(hit.any(1), hit.argmax(1) + 1, 0)
+    ndcg = np.where(rank > 0, 1.0 / np.log2(rank + 1.0), 0.0)
+    return ProtocolQuality(protocol, float(ndcg.mean()) if len(ndcg) else float("nan"),
+                           float((rank > 0).mean()) if len(rank) else float("nan"), int(len(rank)))
