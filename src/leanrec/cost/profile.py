@@ -74,21 +74,23 @@ def token_counts(texts: Sequence[str], max_length: int = 256) -> np.ndarray:
 
 
 def _flops_per_text(cfg: PipelineConfig, tokens: np.ndarray) -> float | None:
-    """Useful FLOPs per text (real tokens only, no padding) of a BERT-family encoder."""
+    """Useful FLOPs per text of a BERT-family encoder: linear layers, real tokens only.
+
+    Padding and attention are not counted (~21 MFLOP per token for MiniLM-L6), so the
+    roofline fraction is a conservative figure.
+    """
     if cfg.backend in ("static", "tfidf"):
         return None
+    import json
+
     from ..encoders.resolve import resolve_model
     from .roofline import bert_config_flops
 
-    per_token = bert_config_flops(resolve_model(cfg.encoder).path)
-    layers_all = per_token.get("layers") if isinstance(per_token, dict) else None
-    if isinstance(per_token, dict):
-        per_token_flops = float(per_token["flops_per_token"])
-    else:
-        per_token_flops = float(per_token)
-    if cfg.layers and layers_all:
-        per_token_flops *= cfg.layers / layers_all
-    return float(tokens.mean() * per_token_flops)
+    folder = resolve_model(cfg.encoder).path
+    per_token = float(bert_config_flops(folder))
+    if cfg.layers:
+        per_token *= cfg.layers / int(json.loads((folder / "config.json").read_text())["num_hidden_layers"])
+    return float(tokens.mean() * per_token)
 
 
 def profile_encoder(cfg: PipelineConfig, short_texts: Sequence[str], long_texts: Sequence[str], *,
@@ -124,12 +126,12 @@ def profile_encoder(cfg: PipelineConfig, short_texts: Sequence[str], long_texts:
 
 def _roofline_share(cfg: PipelineConfig, prof: dict, short_texts, long_texts) -> dict:
     """Achieved useful GFLOP/s over the matmul rate measured now, same precision and threads."""
-    from .roofline import matmul_rate
+    from .roofline import roofline
 
     precision = cfg.precision if cfg.precision in ("fp32", "bf16", "int8") else "fp32"
-    rate = matmul_rate(precision, threads=cfg.threads)
-    roof = float(rate["gflops"])
-    out = {"precision": precision, "matmul": rate, "roof_gflops": roof}
+    rates = roofline(threads=cfg.threads, precisions=(precision,))
+    roof = float(rates["best"][precision])
+    out = {"precision": precision, "matmul": rates["results"], "roof_gflops": roof}
     for label, texts in (("short", short_texts), ("long", long_texts)):
         tokens = token_counts(texts)
         per_text = _flops_per_text(cfg, tokens)

@@ -89,6 +89,7 @@ def rank_quality(protocol: str, positions: np.ndarray, targets: np.ndarray, k: i
     top = np.asarray(positions)[:, :k]
     hit = top == np.asarray(targets)[:, None]
     rank = np.where(hit.any(1), hit.argmax(1) + 1, 0)
-    ndcg = np.where(rank > 0, 1.0 / np.log2(rank + 1.0), 0.0)
+    ndcg = np.zeros(len(rank))
+    ndcg[rank > 0] = 1.0 / np.log2(rank[rank > 0] + 1.0)
     return ProtocolQuality(protocol, float(ndcg.mean()) if len(ndcg) else float("nan"),
                            float((rank > 0).mean()) if len(rank) else float("nan"), int(len(rank)))

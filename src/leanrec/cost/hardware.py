@@ -1,0 +1,173 @@
+"""Facts about the machine a measurement ran on, and its memory use.
+
+Why: a throughput or latency number means little without the CPU, its instruction set
+and the thread settings behind it. The flags that matter for inference cost are the
+matrix-multiply extensions: AVX2/FMA (every recent x86), AVX-512 and its BF16/VNNI
+extensions, AVX-VNNI (int8 dot products without AVX-512) and AMX (tile matrix units on
+Sapphire Rapids and later). Whether int8 or bf16 pays off on a machine follows from them.
+
+Nothing here imports torch or the other heavy libraries: versions come from package
+metadata, so collecting them does not change the process being measured.
+
+Memory: ``ru_maxrss`` is the peak over the whole process lifetime, so it cannot tell what
+one step used once an earlier step peaked higher; :class:`PeakMemory` samples the current
+RSS in a background thread instead.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import threading
+from importlib import metadata
+from pathlib import Path
+
+__all__ = ["INSTRUCTION_FLAGS", "THREAD_ENV_VARS", "PACKAGES", "machine_info", "cpu_flags", "parse_cpuinfo",
+           "peak_rss_bytes", "current_rss_bytes", "PeakMemory"]
+
+INSTRUCTION_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni",
+                     "amx_bf16", "amx_int8", "amx_tile")
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+# Distribution names as pip knows them; the key is what reports call them.
+PACKAGES = {"numpy": "numpy", "torch": "torch", "onnxruntime": "onnxruntime", "faiss": "faiss-cpu",
+            "sentence-transformers": "sentence-transformers", "transformers": "transformers",
+            "model2vec": "model2vec"}
+
+
+def parse_cpuinfo(text: str) -> dict:
+    """Model name, vendor and the relevant instruction flags from ``/proc/cpuinfo`` text.
+
+    Reads the first processor block (all cores of one machine share a model and flags).
+    Returns ``{"model": str | None, "vendor": str | None, "flags": {flag: bool}}``.
+    """
+    model = vendor = None
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key, value = key.strip().lower(), value.strip()
+        if key == "model name" and model is None:
+            model = value
+        elif key == "vendor_id" and vendor is None:
+            vendor = value
+        elif key in ("flags", "features") and not flags:  # "Features" on ARM
+            flags = set(value.split())
+    return {"model": model, "vendor": vendor, "flags": {f: f in flags for f in INSTRUCTION_FLAGS}}
+
+
+def cpu_flags(cpuinfo_path: str | Path = "/proc/cpuinfo") -> dict:
+    """:func:`parse_cpuinfo` of this machine; off Linux, model from :mod:`platform`, flags unknown (None)."""
+    try:
+        text = Path(cpuinfo_path).read_text(errors="replace")
+    except OSError:
+        return {"model": platform.processor() or None, "vendor": None,
+                "flags": {f: None for f in INSTRUCTION_FLAGS}}
+    return parse_cpuinfo(text)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict:
+    """A JSON-ready description of this machine and the software that matters for cost.
+
+    Keys: ``cpu_model``, ``cpu_vendor``, ``logical_cores``, ``physical_cores``,
+    ``ram_bytes``, ``flags`` (``{flag: bool | None}`` for :data:`INSTRUCTION_FLAGS`; None
+    when unknown), ``os``, ``machine``, ``python``, ``packages`` (``{name: version | None}``)
+    and ``env`` (the thread variables, None when unset).
+    """
+    import psutil
+
+    cpu = cpu_flags()
+    return {
+        "cpu_model": cpu["model"],
+        "cpu_vendor": cpu["vendor"],
+        "logical_cores": psutil.cpu_count(logical=True),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "ram_bytes": int(psutil.virtual_memory().total),
+        "flags": cpu["flags"],
+        "os": f"{platform.system()} {platform.release()}",
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "packages": {name: _version(dist) for name, dist in PACKAGES.items()},
+        "env": {var: os.environ.get(var) for var in THREAD_ENV_VARS},
+    }
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far, in bytes (lifetime peak, never decreases).
+
+    ``ru_maxrss`` is in kilobytes on Linux and in bytes on macOS. On Windows (no
+    :mod:`resource`) the psutil peak working set is used.
+    """
+    try:
+        import resource
+    except ImportError:  # Windows
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return int(getattr(info, "peak_wset", info.rss))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def current_rss_bytes() -> int:
+    """Resident memory of this process now, in bytes."""
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+class PeakMemory:
+    """Peak RSS within a ``with`` block, sampled every ``interval_s`` by a background thread.
+
+    >>> with PeakMemory() as mem:
+    ...     work()
+    >>> mem.peak_bytes, mem.delta_bytes   # peak inside the block; peak minus RSS at entry
+
+    A sample is taken at entry and exit as well, so a block shorter than the interval still
+    has a result. Allocations freed between two samples can be missed: keep ``interval_s``
+    well below the duration of the step being measured.
+    """
+
+    def __init__(self, interval_s: float = 0.005):
+        if not isinstance(interval_s, (int, float)) or isinstance(interval_s, bool) or not interval_s > 0:
+            raise ValueError(f"interval_s must be a positive number of seconds, got {interval_s!r}")
+        self.interval_s = float(interval_s)
+        self.start_bytes = 0
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def delta_bytes(self) -> int:
+        """How far the peak rose above the RSS at entry (0 if it never did)."""
+        return max(0, self.peak_bytes - self.start_bytes)
+
+    def _sample(self) -> None:
+        self.peak_bytes = max(self.peak_bytes, current_rss_bytes())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def __enter__(self) -> PeakMemory:
+        self.start_bytes = current_rss_bytes()
+        self.peak_bytes = self.start_bytes
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="leanrec-peak-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._sample()

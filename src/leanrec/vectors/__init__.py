@@ -1,0 +1,82 @@
+"""Vector compression and top-k search for item and user vectors.
+
+Two small protocols, each with interchangeable implementations checked by one shared
+contract test (``tests/test_vectors.py``):
+
+* :class:`VectorCodec` (:mod:`.codecs`): fewer bytes per item vector, scored directly
+  against float queries: fp32, fp16, int8, binary, product quantisation, PCA and
+  truncation (the last two optionally followed by fp16/int8). :func:`make_codec` builds
+  one from a spec such as ``"pq48x8"`` or ``"pca128-int8"``.
+* :class:`VectorIndex` (:mod:`.index`): top-k maximum inner product search with a user's
+  seen items excluded: :class:`ExactIndex` (chunked brute force, optionally over codec
+  codes; the reference), :class:`HNSWIndex`, :class:`IVFPQIndex` (faiss) and
+  :class:`BinaryRescoreIndex`. :func:`make_index` builds one from a spec such as
+  ``"hnsw32-ef64"``; :func:`recall_at_k` compares an approximate result with the exact one.
+
+Importing this package loads numpy only; faiss is imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._base import NotFittedError
+from .codecs import (
+    CODEC_SPECS,
+    BinaryCodec,
+    Float16Codec,
+    Float32Codec,
+    Int8Codec,
+    PCACodec,
+    PQCodec,
+    TruncateCodec,
+    VectorCodec,
+    load_codec,
+    make_codec,
+)
+from .index import INDEX_SPECS, ExactIndex, VectorIndex, load_index, make_index, recall_at_k
+
+__all__ = [
+    "CODEC_SPECS",
+    "INDEX_SPECS",
+    "BinaryCodec",
+    "BinaryRescoreIndex",
+    "ExactIndex",
+    "Float16Codec",
+    "Float32Codec",
+    "HNSWIndex",
+    "IVFPQIndex",
+    "Int8Codec",
+    "NotFittedError",
+    "PCACodec",
+    "PQCodec",
+    "TruncateCodec",
+    "VectorCodec",
+    "VectorIndex",
+    "load_codec",
+    "load_index",
+    "make_codec",
+    "make_index",
+    "recall_at_k",
+]
+
+_LAZY = {
+    "HNSWIndex": "leanrec.vectors.faiss_index",
+    "IVFPQIndex": "leanrec.vectors.faiss_index",
+    "BinaryRescoreIndex": "leanrec.vectors.binary",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
