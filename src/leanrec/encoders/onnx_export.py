@@ -1,0 +1,397 @@
+"""Export a local sentence-transformer to an ONNX folder that serves without torch.
+
+:func:`export_onnx` writes ``model.onnx``, ``tokenizer.json`` and ``leanrec_encoder.json``
+(see :mod:`leanrec.encoders.onnx_runtime` for the reader). The graph takes
+``input_ids`` and ``attention_mask`` (int64, dynamic batch and sequence axes) and returns
+``sentence_embedding``: the transformer, mean pooling over the attention mask (or CLS
+pooling, if that is the model's pooling) and L2 normalisation are all inside the graph,
+so a runtime needs no pooling code and the check below covers everything but
+tokenisation, which it covers too by running the saved folder end to end.
+
+What makes a naive export of MiniLM silently wrong, and what we do instead:
+
+* **The tokenizer file** (the one we measured). MiniLM's shipped ``tokenizer.json`` pads
+  every text to 128 tokens and truncates at 128, while sentence-transformers truncates
+  at ``max_seq_length`` (256) and pads to the batch's longest. Serving with the file as
+  shipped gives cosine 0.93-0.96 to torch on texts longer than 128 tokens (1.0 on short
+  ones, so a check on titles alone passes). We save the loaded model's own tokenizer with
+  the sentence-transformers settings.
+* **SDPA attention.** Depending on the transformers version, the SDPA path chooses its
+  masking from the example input at trace time (e.g. no mask when the example has no
+  padding) and the traced graph keeps that choice. With transformers 5.3 / torch 2.13 an
+  SDPA trace happened to be correct in our test, but we do not rely on it: we load with
+  ``attn_implementation="eager"``, whose additive mask is plain tensor arithmetic, and
+  trace with a padded example batch.
+* **Fixed shapes.** Without dynamic axes the example's batch and length are baked in.
+* **token_type_ids.** The graph creates the all-zero segment ids itself (what a single
+  sentence gets), so the runtime cannot feed mismatched ones.
+* **The exporter.** torch 2.13's default (``dynamo=True``) needs ``onnxscript``, which
+  leanrec does not depend on; the TorchScript exporter (``dynamo=False``) handles BERT.
+
+Then the export is **checked**: the saved folder encodes short titles, long texts (some
+beyond ``max_seq_length``) in padded batches, and each vector is compared with the torch
+float32 model's. fp32 must reach cosine >= 0.999 on every text or the export raises;
+int8 (``onnxruntime.quantization.quantize_dynamic``, per-channel int8 weights) records its
+minimum and mean cosine in ``leanrec_encoder.json`` and raises only below a sanity floor
+that catches a broken graph, not a lossy one.
+
+Measured on all-MiniLM-L6-v2 (2-core Zen3, one thread): export takes ~10 s (most of it
+loading and tracing), fp32 agrees to cosine >= 0.9999999, int8 to mean 0.990 / min 0.983.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leanrec.encoders.resolve import resolve_model, weights_fingerprint
+from leanrec.encoders.saved import (
+    FORMAT_VERSION,
+    discard_folder,
+    file_sha256,
+    new_build_folder,
+    package_versions,
+    publish_folder,
+    write_config,
+)
+from leanrec.encoders.sbert import (
+    _quiet_transformers,
+    check_layers,
+    check_precision,
+    load_sentence_transformer,
+    prune_layers,
+    transformer_num_layers,
+)
+
+__all__ = ["CHECK_TEXTS", "ONNX_PRECISIONS", "ExportCheckError", "export_onnx", "onnx_model_id"]
+
+ONNX_PRECISIONS = ("fp32", "int8")
+#: fp32 must agree with torch at least this well on every check text, or the export raises.
+FP32_MIN_COSINE = 0.999
+#: int8 below this (on any text) means a broken graph rather than quantisation noise.
+INT8_FLOOR_COSINE = 0.9
+
+_LONG_SENTENCES = [
+    "The film follows a retired detective who returns to the city where he grew up.",
+    "Years earlier a series of unsolved robberies had ended his career in disgrace.",
+    "Now a young journalist asks him to look again at the evidence he never trusted.",
+    "Together they uncover a network of corrupt officials, old friends and new enemies.",
+    "The story moves between the present and the summer of the first crime.",
+    "Critics praised the patient pacing, the photography of the harbour at night and the score.",
+    "Some viewers found the ending ambiguous, others thought it was the only honest choice.",
+    "It won awards at several festivals and later became a cult favourite on home video.",
+    "The director said the script was inspired by stories her grandfather told about the docks.",
+    "A sequel was announced but never made, which only added to the legend around it.",
+]
+
+
+def _long_text(start: int, n_sentences: int) -> str:
+    k = len(_LONG_SENTENCES)
+    return " ".join(_LONG_SENTENCES[(start + i) % k] for i in range(n_sentences))
+
+
+#: Default texts for the export check: short catalogue titles and ~150-350-word
+#: descriptions (the longest exceed 256 tokens, so truncation is checked too).
+CHECK_TEXTS: tuple[str, ...] = (
+    "Toy Story (1995). Genres: Animation, Children's, Comedy",
+    "Heat (1995). Genres: Action, Crime, Thriller",
+    "Sense and Sensibility (1995). Genres: Drama, Romance",
+    "Star Wars (1977). Genres: Action, Adventure, Romance, Sci-Fi, War",
+    "A funny animated movie for children",
+    "Crime thriller with a heist",
+    "Babe",
+    "Casino (1995)",
+    "Wallace & Gromit: The Best of Aardman Animation (1996). Genres: Animation",
+    "Ça ne se refuse pas — an über-cool café noir!",
+    _long_text(0, 10),  # ~150 words
+    _long_text(3, 11),
+    _long_text(5, 12),
+    _long_text(1, 24),  # ~350 words: past 256 tokens, so truncated
+)
+
+
+class ExportCheckError(RuntimeError):
+    """The exported graph disagrees with the torch model beyond the allowed tolerance."""
+
+
+def onnx_model_id(name: str, fingerprint: str, *, precision: str, layers: int | None, max_seq_length: int) -> str:
+    """The ``model_id`` of an ONNX export (the graph hash is appended by :func:`export_onnx`)."""
+    return f"onnx:{name}@{fingerprint}:msl={max_seq_length}:p={precision}:L={layers if layers else 'all'}"
+
+
+def export_onnx(
+    model: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    precision: str = "fp32",
+    layers: int | None = None,
+    max_seq_length: int | None = None,
+    opset: int = 17,
+    check_texts: Sequence[str] | None = None,
+) -> Path:
+    """Export ``model`` (a known name or local sentence-transformers folder) to ``out_dir``.
+
+    ``precision``: ``"fp32"`` or ``"int8"`` (dynamic quantisation of the weights; smaller
+    file, faster matmuls on CPUs with int8 dot-product instructions). ``layers``: keep only
+    the first N transformer layers, as :class:`~leanrec.encoders.sbert.SentenceTransformerEncoder`
+    does. ``max_seq_length``: ``None`` uses the model's own (256 for MiniLM).
+    ``check_texts``: texts for the agreement check (default :data:`CHECK_TEXTS`).
+
+    The folder is built next to ``out_dir`` and renamed into place only after the check
+    passes, so ``out_dir`` is either absent or complete. ``out_dir`` must not exist or be
+    empty (``FileExistsError`` otherwise). Returns ``out_dir`` as a ``Path``.
+    """
+    precision = check_precision(precision, ONNX_PRECISIONS)
+    resolved = resolve_model(model)
+    layers = check_layers(layers, transformer_num_layers(resolved))
+    if max_seq_length is not None and (
+        isinstance(max_seq_length, bool) or not isinstance(max_seq_length, (int, np.integer)) or max_seq_length < 1
+    ):
+        raise ValueError(f"max_seq_length must be a positive integer or None, got {max_seq_length!r}")
+    texts = list(CHECK_TEXTS if check_texts is None else check_texts)
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise ValueError("check_texts must be a non-empty list of non-empty strings")
+    out = Path(out_dir).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FileExistsError(f"{out} already exists and is not an empty folder")
+
+
+    fingerprint = weights_fingerprint(resolved.path)
+    st_model = load_sentence_transformer(resolved, attn_implementation="eager")
+    if max_seq_length is not None:
+        st_model.max_seq_length = int(max_seq_length)
+    if layers is not None:
+        prune_layers(st_model, layers)
+    msl = int(st_model.max_seq_length)
+    pooling = _pooling_mode(st_model)
+    dim = int(st_model[0].auto_model.config.hidden_size)
+
+    # The reference: the same torch float32 model through sentence-transformers' own
+    # tokenisation and pooling, one text per call so padding cannot influence it.
+    import torch
+
+    with torch.inference_mode():
+        reference = np.vstack(
+            [
+                st_model.encode([t], convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+                for t in texts
+            ]
+        ).astype(np.float32)
+
+    tmp = new_build_folder(out)
+    try:
+        _export_graph(st_model, pooling, tmp / "model.onnx", opset=opset)
+        if precision == "int8":
+            _quantize_int8(tmp / "model.onnx")
+        tokenizer = _fast_tokenizer(st_model, msl)
+        tokenizer.save(str(tmp / "tokenizer.json"))
+
+        graph_hash = file_sha256(tmp / "model.onnx")[:8]
+        config: dict[str, Any] = {
+            "kind": "onnx",
+            "format_version": FORMAT_VERSION,
+            "model_id": f"{onnx_model_id(resolved.name, fingerprint, precision=precision, layers=layers, max_seq_length=msl)}:g={graph_hash}",
+            "source_model": resolved.name,
+            "source_fingerprint": fingerprint,
+            "precision": precision,
+            "layers": layers,
+            "num_layers": len(_blocks(st_model)),
+            "max_seq_length": msl,
+            "dim": dim,
+            "pooling": pooling,
+            "normalize": True,
+            "files": {"model": "model.onnx", "tokenizer": "tokenizer.json"},
+            "inputs": ["input_ids", "attention_mask"],
+            "output": "sentence_embedding",
+            # int8 quantises activations per session.run (one scale for the whole batch),
+            # so a text's vector would depend on its batch-mates; one text per run keeps
+            # vectors a function of the text alone, at ~25% speed cost measured on MiniLM.
+            "per_text_inference": precision == "int8",
+            "opset": int(opset),
+            "graph_sha256": file_sha256(tmp / "model.onnx"),
+            "versions": package_versions("onnxruntime", "onnx", "torch", "transformers", "sentence-transformers", "tokenizers"),
+        }
+        write_config(tmp, config)
+
+        from leanrec.encoders.onnx_runtime import OnnxEncoder
+
+        # End to end through the saved folder, in padded batches of mixed lengths.
+        got = OnnxEncoder(str(tmp), threads=1, batch_size=8).encode(texts)
+        cos = np.sum(got.astype(np.float64) * reference.astype(np.float64), axis=1)
+        check = {
+            "reference": "sentence-transformers torch float32, same weights/layers/max_seq_length",
+            "n_texts": len(texts),
+            "min_cosine": round(float(cos.min()), 7),
+            "mean_cosine": round(float(cos.mean()), 7),
+        }
+        floor = FP32_MIN_COSINE if precision == "fp32" else INT8_FLOOR_COSINE
+        if not np.all(np.isfinite(cos)) or cos.min() < floor:
+            worst = int(np.nanargmin(cos)) if np.any(np.isfinite(cos)) else 0
+            raise ExportCheckError(
+                f"the {precision} ONNX export of {resolved.name} disagrees with torch: min cosine "
+                f"{cos.min():.6f} < {floor} (text {worst}: {texts[worst][:60]!r}); nothing was written to {out}"
+            )
+        config["check"] = check
+        write_config(tmp, config)
+        publish_folder(tmp, out)
+    except BaseException:
+        discard_folder(tmp)
+        raise
+    return out
+
+
+def _blocks(st_model: Any) -> Any:
+    from leanrec.encoders.sbert import _layer_list
+
+    return _layer_list(st_model[0].auto_model)[1]
+
+
+def _pooling_mode(st_model: Any) -> str:
+    """The model's pooling as ``"mean"`` or ``"cls"``; refuse anything we would get wrong."""
+    modules = list(st_model)
+    kinds = [type(m).__name__ for m in modules]
+    if not kinds or kinds[0] != "Transformer" or len(kinds) < 2 or kinds[1] != "Pooling" or any(
+        k != "Normalize" for k in kinds[2:]
+    ):
+        raise ValueError(
+            f"ONNX export supports Transformer -> Pooling [-> Normalize] models; this one is {' -> '.join(kinds)}"
+        )
+    pool = modules[1]
+    mode = getattr(pool, "pooling_mode", None)
+    if mode is None:  # older sentence-transformers: one flag per mode
+        flags = {k: getattr(pool, f"pooling_mode_{k}", False) for k in ("mean_tokens", "cls_token", "max_tokens")}
+        mode = {"mean_tokens": "mean", "cls_token": "cls", "max_tokens": "max"}.get(
+            next((k for k, v in flags.items() if v), ""), ""
+        )
+    mode = str(getattr(mode, "value", mode)).lower()
+    if mode not in ("mean", "cls"):
+        raise ValueError(f"ONNX export supports mean or CLS pooling, not {mode!r}")
+    return mode
+
+
+def _export_graph(st_model: Any, pooling: str, path: Path, *, opset: int) -> None:
+    import inspect
+
+    import torch
+
+    auto_model = st_model[0].auto_model.float().eval()
+    if getattr(auto_model.config, "_attn_implementation", "eager") != "eager":
+        raise RuntimeError("internal error: the model must be loaded with eager attention for export")
+    takes_token_types = "token_type_ids" in inspect.signature(auto_model.forward).parameters
+
+    class Embed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = auto_model
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+            kwargs = {"token_type_ids": torch.zeros_like(input_ids)} if takes_token_types else {}
+            hidden = self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0]
+            if pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+            return pooled / pooled.norm(p=2, dim=1, keepdim=True).clamp(min=1e-12)
+
+    # A padded example batch (lengths differ), so no trace-time shortcut for "no padding"
+    # can be taken; dynamic axes keep batch and length free.
+    tokenizer = st_model.tokenizer
+    example = tokenizer(
+        ["a short example", "a somewhat longer example sentence with more tokens in it"],
+        padding=True,
+        return_tensors="pt",
+    )
+    args = (example["input_ids"], example["attention_mask"])
+    import warnings
+
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), _quiet_transformers():
+        warnings.simplefilter("ignore")  # tracer warnings about python-level asserts
+        torch.onnx.export(
+            Embed().eval(),
+            args,
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["sentence_embedding"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "sequence"},
+                "attention_mask": {0: "batch", 1: "sequence"},
+                "sentence_embedding": {0: "batch"},
+            },
+            opset_version=int(opset),
+            do_constant_folding=True,
+            dynamo=False,  # the TorchScript exporter needs no onnxscript and handles BERT
+            external_data=False,
+        )
+
+
+def _quantize_int8(path: Path) -> None:
+    """Dynamic int8 quantisation of the weights of ``path``, in place.
+
+    Measured on all-MiniLM-L6-v2 against torch fp32 (14 check texts): one scale per
+    weight tensor gives mean cosine 0.954 (min 0.912); ``per_channel=True`` (one scale
+    per output channel) gives 0.990 (min 0.978) at no runtime cost. Quantising the
+    ``Gather`` (embedding tables) too shrinks the file from 55 to 21 MiB at the same
+    quality (0.990 / 0.983), so we do. ``quant_pre_process`` changed nothing here.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantized = path.with_name("model.int8.onnx")
+    with _quiet_root_logging():
+        quantize_dynamic(
+            str(path),
+            str(quantized),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Gemm", "Gather"],
+        )
+    os.replace(quantized, path)
+
+
+@contextmanager
+def _quiet_root_logging() -> Iterator[None]:
+    """Keep onnxruntime.quantization's ``logging.warning(...)`` calls silent.
+
+    They go to the *root* logger, and on a process without logging configured the
+    module-level ``logging.warning`` would even call ``basicConfig`` (a global side
+    effect on the caller's application). A temporary level and handler prevent both.
+    """
+    import logging
+
+    root = logging.getLogger()
+    level, handler = root.level, logging.NullHandler()
+    root.addHandler(handler)
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        root.removeHandler(handler)
+
+
+def _fast_tokenizer(st_model: Any, max_seq_length: int) -> Any:
+    """The loaded model's fast tokenizer with sentence-transformers' truncation and padding.
+
+    Taken from the loaded model rather than copied from the folder because the folder's
+    ``tokenizer.json`` may carry other settings (MiniLM's pads and truncates to 128) and
+    sentence-transformers may have adjusted the normaliser (``do_lower_case``).
+    """
+    from tokenizers import Tokenizer
+
+    hf_tokenizer = st_model.tokenizer
+    backend = getattr(hf_tokenizer, "backend_tokenizer", None) or getattr(hf_tokenizer, "_tokenizer", None)
+    if backend is None:
+        raise ValueError(f"{type(hf_tokenizer).__name__} has no fast (tokenizers) backend; ONNX export needs one")
+    tokenizer = Tokenizer.from_str(backend.to_str())
+    tokenizer.enable_truncation(max_length=int(max_seq_length), strategy="longest_first")
+    pad_token = hf_tokenizer.pad_token or "[PAD]"
+    pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0
+    tokenizer.enable_padding(direction="right", pad_id=int(pad_id), pad_type_id=0, pad_token=str(pad_token))
+    return tokenizer
+
+
