@@ -199,6 +199,33 @@ def encoder_export(
         console.print_json(config.read_text())
 
 
+@encoder_app.command("distill-layers")
+def encoder_distill_layers(
+    layers: int = typer.Option(3, help="Keep the first N transformer layers of MiniLM."),
+    budget: float = typer.Option(600, help="Training time budget in seconds (CPU)."),
+    seed: int = typer.Option(42, help="Random seed."),
+) -> None:
+    """Prune MiniLM to N layers and distil it to copy the full model (cached as minilm-LN-distilled)."""
+    from .encoders.layer_distill import default_corpus, distill_layers
+    from .encoders.resolve import distilled_path
+
+    path = distilled_path(layers)
+    if (path / "config.json").is_file():
+        console.print(f"already built: {path} (delete it to rebuild)")
+        return
+    with console.status("building the corpus (ML-100K non-cold texts + generated products)"):
+        corpus = default_corpus(seed=seed)
+    with _progress() as bar:
+        task = bar.add_task(f"distilling {layers} layers", total=budget)
+        out = distill_layers("minilm", path, texts=corpus, layers=layers, time_budget_s=budget, seed=seed,
+                             progress=lambda r: bar.update(task, completed=min(r["seconds"], budget),
+                                                           description=f"epoch {r['epoch']}: holdout cosine "
+                                                                       f"{r['holdout_cosine']:.4f}"))
+    record = json.loads((out / "leanrec_distill.json").read_text())
+    console.print(f"saved {out}: best holdout cosine to the full model {record['best_holdout_cosine']:.4f} "
+                  f"after {record['train_s']:.0f} s; use it as --encoder minilm-L{layers}-distilled")
+
+
 @data_app.command("synth")
 def data_synth(
     out: Path = typer.Argument(..., help="Parquet file to write the generated product catalogue to."),

@@ -19,7 +19,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 from .config import PipelineConfig
+from .quality import ratio_interval
 
 __all__ = ["prepare_encoders", "run_worker", "run_ladder", "summarise"]
 
@@ -28,10 +31,18 @@ REFERENCE = "torch-fp32"
 
 def prepare_encoders(configs: Sequence[PipelineConfig], progress: Callable[[str], None] | None = None) -> None:
     """Export / distil every encoder the ladder needs once, before anything is timed."""
+    import re
+
+    from ..encoders.layer_distill import ensure_distilled
     from .profile import build_encoder
 
     done = set()
     for cfg in configs:
+        match = re.fullmatch(r"minilm-l(\d+)-distilled", cfg.encoder.lower())
+        if match:
+            if progress:
+                progress(f"prepare distilled student ({match.group(1)} layers, up to 10 min once)")
+            ensure_distilled(int(match.group(1)))
         if cfg.backend in ("onnx", "static") and cfg.encoder_key not in done:
             if progress:
                 progress(f"prepare {cfg.backend} {cfg.precision} {cfg.encoder} layers={cfg.layers}")
@@ -75,20 +86,44 @@ def run_ladder(configs: Sequence[PipelineConfig], *, quality: bool = True, short
 
     t0 = time.perf_counter()
     prepare_encoders(configs, on_step)
+    half_lives, tuning = ({"warm": 8.0, "cold": 8.0}, {})
+    if quality and configs:
+        if on_step:
+            on_step("tune the half-life on validation with the reference encoder")
+        half_lives, tuning = tune_reference_half_lives(next((c for c in configs if c.name == REFERENCE), configs[0]))
     rows = []
     for cfg in configs:
         job = {"kind": "pipeline", "config": cfg.as_dict(), "quality": quality, "short_n": short_n,
-               "long_n": long_n, "repeats": repeats, "latency_n": latency_n}
+               "long_n": long_n, "repeats": repeats, "latency_n": latency_n, "half_life": half_lives}
         result = run_worker(job, stderr_line=on_step)
         result["name"] = cfg.name
         rows.append(result)
         if on_row:
             on_row(cfg.name, result)
     return {"rows": rows, "summary": summarise(rows), "machine": machine_info(),
-            "protocol": {"data": "ml-100k", "seed": 42, "half_life": 8, "quality": "test NDCG@10 through the index",
+            "protocol": {"data": "ml-100k", "seed": 42, "half_life": half_lives, "half_life_validation": tuning,
+                         "quality": "test NDCG@10 through the index",
                          "short_texts": short_n, "long_texts": long_n, "long_words": 150, "repeats": repeats,
                          "latency_samples": latency_n},
             "wall_s": time.perf_counter() - t0}
+
+
+def tune_reference_half_lives(cfg: PipelineConfig) -> tuple[dict, dict]:
+    """Half-life per protocol with the best validation NDCG@10 for ``cfg``'s fp32 vectors.
+
+    Tuned once and then fixed for every row, so that rows differ only in their cost knob.
+    """
+    from ..data import load
+    from ..data.split import make_split
+    from .profile import pipeline_vectors
+    from .quality import tune_half_life
+
+    ds = load("ml-100k")
+    vectors = pipeline_vectors(cfg, list(ds.items.texts))
+    best, scores = {}, {}
+    for protocol in ("warm", "cold"):
+        best[protocol], scores[protocol] = tune_half_life(make_split(ds, protocol), vectors)
+    return best, scores
 
 
 def _get(d: dict, *path, default=None):
@@ -124,6 +159,14 @@ def summarise(rows: list[dict]) -> list[dict]:
                      and all(b["config"].get(k) == cfg.get(k) for k in ("encoder", "backend", "precision", "layers"))),
                     None)
         ratio = lambda a, b: (a / b) if (a is not None and b) else None  # noqa: E731
+
+        def interval(other: dict, protocol: str):
+            mine = _get(r, "quality", protocol, "per_user_ndcg@10")
+            theirs = _get(other or {}, "quality", protocol, "per_user_ndcg@10")
+            if mine is None or theirs is None or len(mine) != len(theirs):
+                return None
+            return list(ratio_interval(np.array(mine), np.array(theirs)))
+
         rec.update({
             "backend": cfg.get("backend"), "precision": cfg.get("precision"), "layers": cfg.get("layers"),
             "vectors": cfg.get("vectors"), "index": cfg.get("index"), "threads": cfg.get("threads"),
@@ -134,6 +177,8 @@ def summarise(rows: list[dict]) -> list[dict]:
             "load_s": _get(r, "encoder", "load_s"), "model_mb": (_get(r, "encoder", "model_bytes") or 0) / 2**20,
             "dim": _get(r, "encoder", "dim"),
             "bytes_per_item": _get(r, "quality", "vector_bytes_per_item"),
+            "ram_bytes_per_item": _get(r, "quality", "warm", "index", "ram_bytes_per_item",
+                                       default=_get(r, "quality", "vector_bytes_per_item")),
             "index_build_ms": 1e3 * (_get(r, "quality", "warm", "index", "build_s") or 0),
             "query_p50_ms": _get(r, "quality", "warm", "index", "latency", "p50_ms"),
             "query_p99_ms": _get(r, "quality", "warm", "index", "latency", "p99_ms"),
@@ -142,8 +187,10 @@ def summarise(rows: list[dict]) -> list[dict]:
             "peak_rss_mb": (r.get("peak_rss_bytes") or 0) / 2**20,
             "warm_ndcg10": warm, "cold_ndcg10": cold,
             "warm_vs_ref": ratio(warm, ref_warm), "cold_vs_ref": ratio(cold, ref_cold),
+            "warm_vs_ref_ci": interval(ref, "warm"), "cold_vs_ref_ci": interval(ref, "cold"),
             "warm_vs_fp32": ratio(warm, _get(base or {}, "quality", "warm", "ndcg@10")),
             "cold_vs_fp32": ratio(cold, _get(base or {}, "quality", "cold", "ndcg@10")),
+            "warm_vs_fp32_ci": interval(base, "warm"), "cold_vs_fp32_ci": interval(base, "cold"),
             "roofline_short": _get(r, "encoder", "roofline", "short", "fraction"),
             "roofline_long": _get(r, "encoder", "roofline", "long", "fraction"),
             "roof_gflops": _get(r, "encoder", "roofline", "roof_gflops"),

@@ -89,6 +89,7 @@ def default_ladder(*, big_model: str | None = None) -> list[PipelineConfig]:
         PipelineConfig("onnx-fp32", backend="onnx", precision="fp32"),
         PipelineConfig("onnx-int8", backend="onnx", precision="int8"),
         PipelineConfig("onnx-int8-L3", backend="onnx", precision="int8", layers=3),
+        PipelineConfig("onnx-int8-L3-distilled", encoder="minilm-L3-distilled", backend="onnx", precision="int8"),
         PipelineConfig("static", backend="static", precision="fp32"),
         PipelineConfig("tfidf", backend="tfidf", precision="fp32"),
     ]

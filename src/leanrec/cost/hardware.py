@@ -106,6 +106,16 @@ def peak_rss_bytes() -> int:
     ``ru_maxrss`` is in kilobytes on Linux and in bytes on macOS. On Windows (no
     :mod:`resource`) the psutil peak working set is used.
     """
+    # Linux: VmHWM is the high-water mark of this address space. ru_maxrss is not enough
+    # there: it survives fork+exec, so a worker started by a big parent would report the
+    # parent's peak (seen: every bench worker "peaked" at the parent's 991 MB).
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     try:
         import resource
     except ImportError:  # Windows

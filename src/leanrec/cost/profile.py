@@ -98,13 +98,13 @@ def _sample_for_budget(enc, texts: list[str], batch_size: int, budget_s: float) 
 
     A warm-up on a few texts estimates the rate; slow paths (bf16 emulated on a CPU
     without bf16 instructions runs ~1 GFLOP/s) are then timed on a smaller sample, never
-    fewer than one batch, so a ladder finishes. The number timed is reported with the rate.
+    fewer than 8 texts (or one batch if smaller), so a ladder finishes. The number timed is reported with the rate.
     """
     warm = texts[: min(len(texts), 4)]
     t0 = time.perf_counter()
     enc.encode(warm, batch_size=batch_size)
     rate = len(warm) / max(time.perf_counter() - t0, 1e-9)
-    n = int(min(len(texts), max(batch_size, rate * budget_s)))
+    n = int(min(len(texts), max(min(batch_size, 8), rate * budget_s)))
     return texts[:n]
 
 
@@ -182,6 +182,10 @@ def _stored(cfg: PipelineConfig, vectors: np.ndarray):
             history = vectors
         return ExactIndex(codec=make_codec(cfg.vectors)), history, float(codec.bytes_per_item)
     index = make_index(cfg.index)
+    if cfg.index.startswith("binary-rescore") and "fp32" not in cfg.index:
+        # the fp32 vectors are not kept; profiles come from the int8 rescoring store
+        codec = make_codec("int8").fit(vectors)
+        return index, codec.decode(codec.encode(vectors)), None
     return index, vectors, None
 
 
@@ -205,26 +209,35 @@ def profile_index(index, vectors: np.ndarray, queries: np.ndarray, *, exclude=No
         if exact_positions is None:
             exact_positions, _ = ExactIndex().build(vectors).search(queries, k, exclude=ex)
     n = len(vectors)
-    return {"name": getattr(index, "name", type(index).__name__), "n_items": int(n), "dim": int(vectors.shape[1]),
+    ram = getattr(index, "first_stage_bytes_per_item", None)
+    extra = {} if ram is None else {"ram_bytes_per_item": float(ram),
+                                    "disk_bytes_per_item": float(index.rescore_bytes_per_item)}
+    return {**extra, "name": getattr(index, "name", type(index).__name__), "n_items": int(n),
+            "dim": int(vectors.shape[1]),
             "build_s": build_s, "index_bytes": int(index.nbytes), "bytes_per_item": index.nbytes / max(n, 1),
             "latency": lat, "qps_single": 1e3 / lat["mean_ms"] if lat["mean_ms"] > 0 else None,
             "qps_batch": len(queries) / batch_s if batch_s > 0 else None, "batch_queries": int(len(queries)),
             "recall@10": float(recall_at_k(positions, exact_positions, k=k)), "threads": threads}
 
 
-def profile_quality(cfg: PipelineConfig, dataset, *, half_life: float | None = 8.0,
+def profile_quality(cfg: PipelineConfig, dataset, *, half_life: float | None | dict = 8.0,
                     splits: dict | None = None) -> dict:
-    """Warm and cold test NDCG@10 of the content recommender through this config's index."""
+    """Warm and cold test NDCG@10 of the content recommender through this config's index.
+
+    ``half_life`` is one value or ``{"warm": h, "cold": h}`` (``leanrec bench`` tunes it
+    once on validation with the reference encoder and passes it to every row).
+    """
     from ..data.split import make_split
     from .quality import protocol_queries, rank_quality
 
     texts = list(dataset.items.texts)
     vectors = pipeline_vectors(cfg, texts)
-    out: dict = {"half_life": half_life}
+    half_lives = half_life if isinstance(half_life, dict) else {"warm": half_life, "cold": half_life}
+    out: dict = {"half_life": half_lives}
     for protocol in ("warm", "cold"):
         split = (splits or {}).get(protocol) or make_split(dataset, protocol)
         index, history, bpi = _stored(cfg, vectors)
-        queries, exclude, targets, candidates = protocol_queries(split, history, half_life)
+        queries, exclude, targets, candidates = protocol_queries(split, history, half_lives[protocol])
         prof = profile_index(index, vectors[candidates], queries, exclude=exclude, threads=cfg.threads,
                              latency_n=300)
         positions, _ = index.search(queries, 10, exclude=exclude)
@@ -238,7 +251,7 @@ def profile_quality(cfg: PipelineConfig, dataset, *, half_life: float | None = 8
 
 
 def profile_pipeline(cfg: PipelineConfig, dataset, long_texts: Sequence[str], *, quality: bool = True,
-                     short_n: int = 512, repeats: int = 3, latency_n: int = 200,
+                     short_n: int = 512, repeats: int = 3, latency_n: int = 200, half_life=8.0,
                      progress: Progress | None = None) -> dict:
     """Everything ``leanrec cost`` reports for one configuration, as a JSON-ready dict."""
     from .hardware import machine_info, peak_rss_bytes
@@ -253,7 +266,7 @@ def profile_pipeline(cfg: PipelineConfig, dataset, long_texts: Sequence[str], *,
     if quality:
         if progress:
             progress("quality")
-        result["quality"] = profile_quality(cfg, dataset)
+        result["quality"] = profile_quality(cfg, dataset, half_life=half_life)
     result["threads"] = describe_threads()
     result["machine"] = machine_info()
     result["peak_rss_bytes"] = int(peak_rss_bytes())

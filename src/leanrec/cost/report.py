@@ -23,11 +23,14 @@ COLUMNS = [
     ("speedup_long", "× ref long", "{:.2f}"), ("latency_p50_ms", "1-text p50 ms", "{:.2f}"),
     ("latency_p99_ms", "1-text p99 ms", "{:.2f}"), ("load_s", "load s", "{:.2f}"),
     ("model_mb", "model MB", "{:.1f}"), ("bytes_per_item", "B/item", "{:.0f}"),
+    ("ram_bytes_per_item", "RAM B/item", "{:.0f}"),
     ("query_p50_ms", "query p50 ms", "{:.3f}"), ("query_p99_ms", "query p99 ms", "{:.3f}"),
     ("recall@10", "recall@10", "{:.3f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
     ("warm_ndcg10", "warm NDCG@10", "{:.4f}"), ("cold_ndcg10", "cold NDCG@10", "{:.4f}"),
-    ("warm_vs_ref", "warm ÷ ref", "{:.3f}"), ("cold_vs_ref", "cold ÷ ref", "{:.3f}"),
-    ("warm_vs_fp32", "warm ÷ fp32 vec", "{:.3f}"), ("cold_vs_fp32", "cold ÷ fp32 vec", "{:.3f}"),
+    ("warm_vs_ref", "warm ÷ ref", "{:.3f}"), ("warm_vs_ref_ci", "95% CI", "ci"),
+    ("cold_vs_ref", "cold ÷ ref", "{:.3f}"), ("cold_vs_ref_ci", "95% CI", "ci"),
+    ("warm_vs_fp32", "warm ÷ fp32 vec", "{:.3f}"), ("warm_vs_fp32_ci", "95% CI", "ci"),
+    ("cold_vs_fp32", "cold ÷ fp32 vec", "{:.3f}"), ("cold_vs_fp32_ci", "95% CI", "ci"),
     ("roofline_short", "roofline short", "{:.0%}"), ("roofline_long", "roofline long", "{:.0%}"),
 ]
 
@@ -59,6 +62,8 @@ def pareto_front(points: list[tuple[float, float]], *, higher_x_better: bool) ->
 def _fmt(value, spec: str) -> str:
     if value is None:
         return "—"
+    if spec == "ci":
+        return f"{value[0]:.2f}–{value[1]:.2f}"
     try:
         return spec.format(value)
     except (ValueError, TypeError):
@@ -81,11 +86,12 @@ def _charts(summary: list[dict]) -> list[dict]:
     """The two trade-offs as lists of (label, x, y) plus their Pareto fronts."""
     ok = [r for r in summary if not r.get("error") and quality_kept(r) is not None]
     enc = [r for r in ok if r.get("vectors") == "fp32" and r.get("index") == "exact" and r.get("items_per_s_short")]
-    vec = [r for r in ok if r.get("bytes_per_item")]
+    vec = [r for r in ok if r.get("ram_bytes_per_item")]
     charts = []
     for title, rows, key, xlabel, higher, logx in (
         ("Encoders: throughput vs quality kept", enc, "items_per_s_short", "items/s (short texts, log)", True, True),
-        ("Vectors and indexes: bytes per item vs quality kept", vec, "bytes_per_item", "bytes per item (log)",
+        ("Vectors and indexes: RAM bytes per item vs quality kept", vec, "ram_bytes_per_item",
+         "bytes per item in RAM (log)",
          False, True),
     ):
         pts = [(float(r[key]), float(quality_kept(r))) for r in rows]

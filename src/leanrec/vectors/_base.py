@@ -137,5 +137,6 @@ def save_arrays(folder: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> 
         np.save(Path(folder) / f"{name}.npy", np.asarray(arr), allow_pickle=False)
 
 
-def load_array(folder: str | os.PathLike, name: str) -> np.ndarray:
-    return np.load(Path(folder) / f"{name}.npy", allow_pickle=False)
+def load_array(folder: str | os.PathLike, name: str, *, mmap: bool = False) -> np.ndarray:
+    """Load ``name.npy``; ``mmap=True`` maps it read-only instead of reading it into RAM."""
+    return np.load(Path(folder) / f"{name}.npy", allow_pickle=False, mmap_mode="r" if mmap else None)

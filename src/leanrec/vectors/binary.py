@@ -4,7 +4,9 @@ The first stage costs ``d / 8`` bytes an item (48 for 384 dims, 32x smaller than
 float32) and a popcount per byte, so it can scan a large catalogue cheaply; its ranking
 is coarse (the query is binarised too), which is why the best ``candidates`` are then
 rescored with the float query against a finer store. In a deployment the finer store can
-live on disk or a slower tier; this class keeps both in memory and reports them apart:
+live on disk or a slower tier: after :meth:`load` the rescoring codes are memory-mapped
+from the saved folder (only the rows of each query's candidates are read), so RAM holds
+the binary stage alone. A freshly built index keeps both in memory. Both are reported apart:
 ``first_stage_bytes_per_item``, ``rescore_bytes_per_item`` and ``nbytes`` (both stores,
 the faiss binary index measured by its serialisation).
 """
@@ -122,6 +124,6 @@ class BinaryRescoreIndex(_BaseIndex):
         import faiss
 
         self.binary_index_ = faiss.read_index_binary(str(path / "binary.faiss"))
-        self.rescore_codes_ = load_array(path, "rescore_codes")
+        self.rescore_codes_ = load_array(path, "rescore_codes", mmap=True)  # stays on disk
         self.rescore_codec_ = load_codec(path / "rescore_codec")
         self.binary_codec_ = load_codec(path / "binary_codec")
