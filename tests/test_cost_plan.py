@@ -116,3 +116,12 @@ def test_plan_cli(tmp_path):
     res = CliRunner().invoke(app, ["plan", "--items", "1", "--users", "1", "--qps", "1",
                                    "--profile", str(tmp_path / "missing.json")], env={"COLUMNS": "400"})
     assert res.exit_code != 0 and "no such file" in res.output
+
+
+def test_build_time_exponent_is_fitted_from_the_calibration_point():
+    prof = _profile("hnsw")["index_scale"]
+    prof["calibration"] = {"n_items": 10_000, "build_s": 100.0 / 10 ** 1.2, "latency": {}, "index_bytes": 0,
+                           "recall@10": 1.0}
+    pred = predict_index(prof, 1_000_000)
+    assert pred["build_s"] == pytest.approx(100.0 * 10 ** 1.2)
+    assert "N^1.20" in pred["laws"]["build_s"]

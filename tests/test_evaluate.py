@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leanrec.data.schema import Dataset, Events, Items
+from leanrec.data.schema import Items
 from leanrec.data.split import Targets
 from leanrec.eval.evaluate import evaluate
 

@@ -185,4 +185,8 @@ def recommend(
 from . import cli_cost  # noqa: E402,F401  (registers cost, bench, plan, encoder export, data synth)
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    # Run as ``python -m leanrec.cli`` this file is ``__main__``; cli_cost registered its
+    # commands on the ``leanrec.cli`` module's app, so run that one.
+    from leanrec.cli import app as registered_app
+
+    registered_app()

@@ -166,8 +166,10 @@ def plan(
     console.print(f"predicted index at {p['n_items']:,} items: {p['index_bytes'] / 2**30:.2f} GiB, build "
                   f"{p['build_s']:,.0f} s, query p50 {p['p50_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms")
     console.print("[bold]assumptions")
+    from rich.markup import escape
+
     for line in result.assumptions:
-        console.print(f" • {line}")
+        console.print(f" • {escape(line)}")
     if out:
         out.write_text(json.dumps(result.as_dict(), indent=1, default=float))
 
@@ -202,7 +204,7 @@ def encoder_export(
 @encoder_app.command("distill-layers")
 def encoder_distill_layers(
     layers: int = typer.Option(3, help="Keep the first N transformer layers of MiniLM."),
-    budget: float = typer.Option(600, help="Training time budget in seconds (CPU)."),
+    budget: float = typer.Option(900, help="Training time budget in seconds (CPU)."),
     seed: int = typer.Option(42, help="Random seed."),
 ) -> None:
     """Prune MiniLM to N layers and distil it to copy the full model (cached as minilm-LN-distilled)."""

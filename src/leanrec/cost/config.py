@@ -91,6 +91,7 @@ def default_ladder(*, big_model: str | None = None) -> list[PipelineConfig]:
         PipelineConfig("onnx-int8-L3", backend="onnx", precision="int8", layers=3),
         PipelineConfig("onnx-int8-L3-distilled", encoder="minilm-L3-distilled", backend="onnx", precision="int8"),
         PipelineConfig("static", backend="static", precision="fp32"),
+        PipelineConfig("static-L3-distilled", encoder="minilm-L3-distilled", backend="static"),
         PipelineConfig("tfidf", backend="tfidf", precision="fp32"),
     ]
     if big_model:

