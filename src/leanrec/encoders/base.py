@@ -41,6 +41,7 @@ __all__ = [
     "check_batch_size",
     "iter_batches",
     "empty_embeddings",
+    "encode_length_sorted",
 ]
 
 
@@ -142,3 +143,30 @@ def iter_batches(n: int, batch_size: int) -> Iterator[slice]:
 def empty_embeddings(dim: int) -> np.ndarray:
     """The ``(0, dim)`` float32 result for an empty input list."""
     return np.zeros((0, int(dim)), dtype=np.float32)
+
+
+def encode_length_sorted(
+    docs: list[str],
+    batch_size: int,
+    run_batch: Callable[[list[str]], np.ndarray],
+    progress: ProgressCallback | None = None,
+) -> np.ndarray:
+    """Encode ``docs`` in batches of similar length; rows come back in input order.
+
+    Why: a transformer pads every text of a batch to the batch's longest, so sorting by
+    length (longest first, as sentence-transformers does) wastes the least compute, while
+    our own batching lets ``progress`` be called after each batch. ``run_batch`` returns
+    ``float[len(batch), d]``; rows are L2-normalised here. ``docs`` must be non-empty.
+    """
+    order = np.argsort([-len(t) for t in docs], kind="stable")
+    out: np.ndarray | None = None
+    for rows in iter_batches(len(docs), batch_size):
+        idx = order[rows]
+        vecs = np.asarray(run_batch([docs[i] for i in idx]))
+        if out is None:
+            out = np.empty((len(docs), vecs.shape[1]), dtype=np.float32)
+        out[idx] = l2_normalize(vecs)
+        if progress is not None:
+            progress(len(idx))
+    assert out is not None, "encode_length_sorted needs at least one text"
+    return out

@@ -30,8 +30,7 @@ from leanrec.encoders.base import (
     ProgressCallback,
     check_batch_size,
     empty_embeddings,
-    iter_batches,
-    l2_normalize,
+    encode_length_sorted,
     validate_texts,
 )
 
@@ -274,20 +273,17 @@ class SavedFolderEncoder:
         dim = int(config["dim"])
         if not docs:
             return empty_embeddings(dim)
-        order = np.argsort([-len(t) for t in docs], kind="stable")
-        out = np.empty((len(docs), dim), dtype=np.float32)
-        for rows in iter_batches(len(docs), size):
-            idx = order[rows]
-            vecs = np.asarray(self._encode_batch(runtime, [docs[i] for i in idx]))
-            if vecs.shape != (len(idx), dim):
+
+        def run_batch(batch: list[str]) -> np.ndarray:
+            vecs = np.asarray(self._encode_batch(runtime, batch))
+            if vecs.shape != (len(batch), dim):
                 raise RuntimeError(
-                    f"{self.path}: the saved model returned shape {vecs.shape}, expected {(len(idx), dim)}; "
+                    f"{self.path}: the saved model returned shape {vecs.shape}, expected {(len(batch), dim)}; "
                     f"{CONFIG_FILENAME} does not match the model files"
                 )
-            out[idx] = l2_normalize(vecs)
-            if progress is not None:
-                progress(len(idx))
-        return out
+            return vecs
+
+        return encode_length_sorted(docs, size, run_batch, progress)
 
     def _load_runtime(self, folder: Path, config: dict[str, Any]) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -42,7 +42,7 @@ from leanrec.encoders.base import (
     ProgressCallback,
     check_batch_size,
     empty_embeddings,
-    iter_batches,
+    encode_length_sorted,
     l2_normalize,
     validate_texts,
 )
@@ -371,29 +371,16 @@ class SentenceTransformerEncoder(BaseEstimator):
         st_model = self.load()
         if not docs:
             return empty_embeddings(self.dim)
-        order = np.argsort([-len(t) for t in docs], kind="stable")
-        out: np.ndarray | None = None
-        reduced = check_precision(self.precision) != "fp32"
-        for rows in iter_batches(len(docs), size):
-            idx = order[rows]
-            batch = [docs[i] for i in idx]
-            if reduced:
-                vecs = _encode_reduced(st_model, batch)
-            else:
-                vecs = st_model.encode(
-                    batch,
-                    batch_size=len(idx),
-                    convert_to_numpy=True,
-                    normalize_embeddings=True,
-                    show_progress_bar=False,
-                )
-            if out is None:
-                out = np.empty((len(docs), vecs.shape[1]), dtype=np.float32)
-            out[idx] = l2_normalize(vecs)
-            if progress is not None:
-                progress(len(idx))
-        assert out is not None
-        return out
+        if check_precision(self.precision) != "fp32":
+            return encode_length_sorted(docs, size, lambda batch: _encode_reduced(st_model, batch), progress)
+        return encode_length_sorted(
+            docs,
+            size,
+            lambda batch: st_model.encode(
+                batch, batch_size=len(batch), convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+            ),
+            progress,
+        )
 
 
 def _encode_reduced(st_model: Any, texts: list[str]) -> np.ndarray:
