@@ -158,3 +158,29 @@ def test_matmul_rate_bad_arguments():
         matmul_rate("fp32", threads=0)
     with pytest.raises(ValueError, match="min_time_s"):
         matmul_rate("fp32", min_time_s=-1)
+
+
+def test_bench_workers_get_the_thread_budget_in_their_environment(tmp_path, monkeypatch):
+    """OpenMP libraries imported inside a measurement must still keep the budget."""
+    import json
+
+    from leanrec.cost import bench
+
+    seen = {}
+
+    class FakePopen:
+        def __init__(self, args, env, **kw):
+            seen.update(env)
+            json_path = args[-1]
+            with open(json_path, "w") as fh:
+                json.dump({"ok": True}, fh)
+            self.stderr = iter(())
+
+        def wait(self, timeout=None):
+            return 0
+
+    monkeypatch.setattr(bench.subprocess, "Popen", FakePopen)
+    assert bench.run_worker({"kind": "index", "threads": 3})["ok"] is True
+    assert seen["OMP_NUM_THREADS"] == "3" and seen["OMP_WAIT_POLICY"]
+    bench.run_worker({"kind": "pipeline", "config": {"threads": 1}})
+    assert seen["OMP_NUM_THREADS"] == "1"

@@ -60,6 +60,10 @@ def run_worker(job: dict, *, timeout_s: float = 1800, stderr_line: Callable[[str
         # steal the core the measured thread needs (measured: 2 spinning threads cut MiniLM
         # throughput ~4x when another process was busy).
         env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        # Every OpenMP runtime (faiss, torch, ONNX Runtime's) reads this at start-up, so a
+        # library first imported deep inside a measurement still keeps the thread budget.
+        threads = job.get("threads") or (job.get("config") or {}).get("threads") or 1
+        env["OMP_NUM_THREADS"] = str(int(threads))
         env.setdefault("HF_HUB_OFFLINE", "1")
         proc = subprocess.Popen([sys.executable, "-m", "leanrec.cost.worker", str(job_path), str(out_path)],
                                 stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)

@@ -192,6 +192,8 @@ def _stored(cfg: PipelineConfig, vectors: np.ndarray):
 def profile_index(index, vectors: np.ndarray, queries: np.ndarray, *, exclude=None, k: int = 10,
                   latency_n: int = 500, threads: int = 1, exact_positions: np.ndarray | None = None) -> dict:
     """Build time and bytes, top-k latency p50/p99 (one query at a time), batch QPS, recall@k."""
+    import faiss  # noqa: F401  (loaded before the budget is set, so the budget covers it)
+
     from ..vectors import ExactIndex, recall_at_k
     from .threads import thread_budget
 

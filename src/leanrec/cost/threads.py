@@ -38,6 +38,10 @@ def thread_budget(n: int) -> Iterator[int]:
 
     ONNX Runtime ignores all of these: give it ``intra_op_num_threads`` in its session
     options. Yields ``n``. Previous settings come back on exit, also after an exception.
+
+    A library first imported *inside* the block is not limited (measured: faiss imported
+    during an index build ran with its default 2 OpenMP threads). Import it first, or set
+    ``OMP_NUM_THREADS`` before the process starts, as ``leanrec bench``'s workers do.
     """
     from threadpoolctl import threadpool_limits
 
