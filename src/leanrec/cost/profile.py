@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import PipelineConfig
-from .measure import latency_profile, percentiles, throughput
+from .measure import latency_profile, throughput
 
 __all__ = ["build_encoder", "profile_encoder", "profile_index", "pipeline_vectors", "profile_quality",
            "profile_pipeline", "model_bytes", "token_counts"]
@@ -275,5 +275,3 @@ def profile_pipeline(cfg: PipelineConfig, dataset, long_texts: Sequence[str], *,
     result["wall_s"] = time.perf_counter() - t0
     return result
 
-
-__all__ += ["percentiles"]
