@@ -183,6 +183,7 @@ def recommend(
 
 
 from . import cli_cost  # noqa: E402,F401  (registers cost, bench, plan, encoder export, data synth)
+from . import cli_serve  # noqa: E402,F401  (registers train, store import, serve)
 
 if __name__ == "__main__":  # pragma: no cover
     # Run as ``python -m leanrec.cli`` this file is ``__main__``; cli_cost registered its

@@ -1,0 +1,85 @@
+"""Service settings: one dataclass, filled from a TOML file and then from command-line flags.
+
+Every knob a product team would turn lives here with its default and why; ``leanrec serve
+--config FILE`` reads the same names from a ``[service]`` table (unknown names are an error,
+so a typo never silently keeps a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ServiceConfig:
+    # where
+    host: str = "127.0.0.1"           # loopback by default: exposing it is a deliberate choice
+    port: int = 8000
+    db: str = "sqlite:///leanrec.db"   # SQLAlchemy URL; postgresql+psycopg://... for PostgreSQL
+    data_dir: str = "leanrec-data"     # persisted vector index (restored at start-up)
+    # who
+    api_key_file: str | None = None    # lines "read:KEY" / "write:KEY"; synced (hashed) into the store
+    read_requires_key: bool = False    # reads are open unless this is set; writes always need a write key
+    # what
+    model: str | None = None           # a model folder (leanrec train); None = the content recommender
+    encoder: str = "minilm"            # for the content recommender when no model names one
+    encoder_backend: str = "torch"
+    encoder_precision: str = "fp32"
+    encoder_threads: int = 1
+    half_life: float | None = 8.0      # events; None = plain mean of the history
+    temperature: float = 1.0
+    # vectors
+    index: str = "auto"                # auto | exact | hnsw
+    hnsw_threshold: int = 20_000       # auto: exact below this many items, HNSW from it
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 100
+    hnsw_ef_search: int = 64
+    persist_interval_s: float = 30.0   # how often a changed index is written to data_dir
+    # limits
+    max_body_bytes: int = 8 * 1024 * 1024
+    max_batch: int = 10_000
+    max_k: int = 1000
+    max_future_s: float = 86_400.0     # events may be at most this far in the future
+    min_timestamp: float = 0.0         # ... and not before this (Unix seconds)
+    cache_users: int = 200_000         # profiles and seen-sets kept in memory (LRU)
+    cold_start_new_share: float = 0.5  # share of a cold-start list taken by the newest items
+
+    def with_overrides(self, **values: Any) -> "ServiceConfig":
+        """A copy with the given non-None values replaced (flags override the file)."""
+        return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
+
+    def check(self) -> "ServiceConfig":
+        if self.index not in ("auto", "exact", "hnsw"):
+            raise ValueError(f"index must be auto, exact or hnsw, got {self.index!r}")
+        for name in ("port", "hnsw_threshold", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search",
+                     "max_body_bytes", "max_batch", "max_k", "cache_users", "encoder_threads"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.half_life is not None and not self.half_life > 0:
+            raise ValueError(f"half_life must be > 0 or absent, got {self.half_life!r}")
+        if not 0.0 <= self.cold_start_new_share <= 1.0:
+            raise ValueError(f"cold_start_new_share must be in [0, 1], got {self.cold_start_new_share!r}")
+        return self
+
+
+def load_config(path: str | Path | None) -> ServiceConfig:
+    """Defaults, updated from the ``[service]`` table of a TOML file when one is given."""
+    if path is None:
+        return ServiceConfig()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {p} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{p}: not valid TOML ({exc})") from None
+    table = data.get("service", data)
+    known = {f.name for f in dataclasses.fields(ServiceConfig)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"{p}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    return ServiceConfig(**table).check()

@@ -1,0 +1,496 @@
+"""The recommendation service without HTTP: store + encoder + catalogue + profiles + model.
+
+The FastAPI layer (``api.py``) only parses, authorises and serialises; everything a request
+does happens here, so the same behaviour is available to a Python caller or a test.
+
+Concurrency: one process owns the in-memory state. ``_write`` serialises writers (database
+transaction, then the in-memory change, so memory follows commit order); ``_state`` guards
+the in-memory structures and is held by readers only for the search itself and by writers
+only for the in-memory change — never across a database commit or an encoder call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..models.base import softmax
+from ..models.persist import ModelFolder, load_model_folder
+from .catalogue import Catalogue, _top
+from .config import ServiceConfig
+from .profiles import Profile, decay_factor, profile_id
+from .store import Store
+
+log = logging.getLogger("leanrec.service")
+
+COLD_START_MODEL = "cold-start:popular+new"
+FILTER_RE = re.compile(r"^\s*([A-Za-z0-9_.-]{1,64})\s*:(.{1,256})$")
+
+
+class InputError(ValueError):
+    """Request content the service refuses; ``errors`` follow FastAPI's 422 shape."""
+
+    def __init__(self, errors: list[dict]):
+        self.errors = errors
+        super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors))
+
+
+class NotFound(LookupError):
+    pass
+
+
+def parse_filters(values: list[str] | None) -> list[tuple[str, str]]:
+    """``["category:Books", "brand:Acme,color:red"]`` → [(field, value), ...] (all must hold)."""
+    out = []
+    for k, raw in enumerate(values or []):
+        for part in raw.split(","):
+            if not part.strip():
+                continue
+            m = FILTER_RE.match(part)
+            if m is None:
+                raise InputError([{"loc": ["query", "filter", k], "type": "value_error",
+                                   "msg": f"filter {part!r} must look like field:value (e.g. genres:Comedy)"}])
+            out.append((m.group(1), m.group(2).strip()))
+    return out
+
+
+def _zscore(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    if not ref.any():
+        return np.zeros_like(x)
+    mu, sd = x[ref].mean(), x[ref].std()
+    return (x - mu) / (sd if sd > 0 else 1.0)
+
+
+@dataclass
+class Scoring:
+    """What turns a profile and a history into scores: the active model."""
+
+    kind: str                       # content | popular | ease | hybrid
+    name: str
+    half_life: float | None
+    temperature: float
+    folder: ModelFolder | None = None
+    path: str | None = None
+    _pos_cache: tuple = field(default=(None, -1, None), repr=False)
+    item_index: dict = field(default_factory=dict, repr=False)  # model item id -> model row
+
+    def __post_init__(self) -> None:
+        if self.folder is not None:
+            self.item_index = {str(i): k for k, i in enumerate(self.folder.item_ids)}
+
+    def model_positions(self, cat: Catalogue) -> np.ndarray:
+        """Catalogue position of each model item (-1 if not live), cached per catalogue version."""
+        key_cat, key_ver, arr = self._pos_cache
+        if key_cat is cat and key_ver == cat.version:
+            return arr
+        arr = np.fromiter((cat.pos.get(str(i), -1) for i in self.folder.item_ids), np.int64,
+                          count=len(self.folder.item_ids))
+        self._pos_cache = (cat, cat.version, arr)
+        return arr
+
+
+@dataclass
+class UserState:
+    profile: Profile | None
+    seen: set
+
+
+class RecService:
+    def __init__(self, config: ServiceConfig, *, encoder=None, metrics=None):
+        self.config = config.check()
+        self.store = Store(config.db)
+        self.metrics = metrics
+        self._injected_encoder = encoder
+        self._write = threading.RLock()
+        self._state = threading.RLock()
+        self._users: OrderedDict[str, UserState] = OrderedDict()
+        self.encoder = None
+        self.encoder_spec: dict | None = None
+        self.cat: Catalogue | None = None
+        self.scoring: Scoring | None = None
+        self.pid = ""
+        self.ready = False
+        self.error: str | None = None
+        self.api_keys: dict[str, str] = {}
+        self._saved_version = (None, -1)
+        self._stop = threading.Event()
+        self._persister: threading.Thread | None = None
+
+    # -- life cycle ------------------------------------------------------------------
+    def start(self, progress: Callable[[str, int, int], None] | None = None) -> "RecService":
+        """Migrate the store, sync API keys, load the model and restore the catalogue."""
+        try:
+            self.store.migrate()
+            if self.config.api_key_file:
+                from .keys import read_key_file
+
+                self.store.replace_api_keys(read_key_file(self.config.api_key_file))
+            self.api_keys = self.store.api_key_scopes()
+            path = self.config.model or self.store.active_model_path()
+            self.load_model(path, progress=progress)
+            self._persister = threading.Thread(target=self._persist_loop, name="leanrec-persist", daemon=True)
+            self._persister.start()
+            self.ready = True
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            raise
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._persister is not None:
+            self._persister.join(timeout=60)
+        if self.cat is not None:
+            self.persist()
+        self.store.close()
+
+    def _persist_loop(self) -> None:
+        while not self._stop.wait(self.config.persist_interval_s):
+            try:
+                self.persist()
+            except Exception:  # pragma: no cover - logged, retried next round
+                log.exception("persisting the index failed")
+
+    def index_dir(self, encoder_id: str) -> Path:
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", encoder_id)[:60]
+        digest = hashlib.sha256(encoder_id.encode()).hexdigest()[:12]
+        return Path(self.config.data_dir).expanduser() / "index" / f"{slug}-{digest}"
+
+    def persist(self) -> bool:
+        """Write the index state if it changed since the last write. Holds the writer lock
+        (nothing changes meanwhile) but not the readers' lock (searches go on)."""
+        with self._write:
+            cat, enc_id = self.cat, self.encoder.model_id
+            if self._saved_version == (id(cat), cat.version):
+                return False
+            cat.save(self.index_dir(enc_id), enc_id)
+            self._saved_version = (id(cat), cat.version)
+            return True
+
+    # -- encoder and model ---------------------------------------------------------------
+    def _build_encoder(self, spec: dict):
+        if self._injected_encoder is not None:
+            return self._injected_encoder
+        from ..encoders import CachedEncoder, EmbeddingCache, load_encoder
+
+        enc = load_encoder(spec["name"], backend=spec.get("backend", "torch"),
+                           precision=spec.get("precision", "fp32"), threads=self.config.encoder_threads)
+        return CachedEncoder(enc, EmbeddingCache())
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        t0 = time.perf_counter()
+        vecs = np.asarray(self.encoder.encode(texts), np.float32)
+        if self.metrics is not None:
+            self.metrics.encode_seconds.observe(time.perf_counter() - t0)
+            self.metrics.encoded_items.inc(len(texts))
+        return vecs
+
+    def load_model(self, path: str | None, progress=None) -> dict:
+        """Serve a model folder (None: the content recommender). The new encoder's catalogue
+        is prepared while the old model keeps serving; the switch itself is one assignment."""
+        folder = load_model_folder(path) if path else None
+        cfg = self.config
+        spec = (folder.encoder if folder is not None and folder.encoder else
+                {"name": cfg.encoder, "backend": cfg.encoder_backend, "precision": cfg.encoder_precision})
+        encoder = self.encoder if spec == self.encoder_spec and self.encoder is not None else self._build_encoder(spec)
+        if self.cat is not None and encoder.model_id == self.encoder.model_id:
+            cat = self.cat
+        else:
+            cat = self._restore_catalogue(encoder, progress)
+        if folder is None:
+            scoring = Scoring("content", f"content:{encoder.model_id.split('@')[0]}", cfg.half_life, cfg.temperature)
+        else:
+            scoring = Scoring(folder.kind, folder.name, folder.half_life if folder.half_life is not None
+                              else cfg.half_life, folder.temperature, folder, folder.path)
+        with self._write:
+            if cat is not self.cat:
+                self._catch_up(cat, encoder)
+            with self._state:
+                self.encoder, self.encoder_spec, self.cat, self.scoring = encoder, spec, cat, scoring
+                self.pid = profile_id(encoder.model_id, scoring.half_life)
+                self._users.clear()
+        if path:
+            self.store.record_model(str(Path(path).resolve()), scoring.kind, folder.meta)
+        if self.metrics is not None:
+            self.metrics.set_model(scoring.name, scoring.kind)
+        return self.model_info()
+
+    def model_info(self) -> dict:
+        s = self.scoring
+        return {"name": s.name, "kind": s.kind, "path": s.path, "half_life": s.half_life,
+                "temperature": s.temperature, "encoder": self.encoder.model_id,
+                "weight": s.folder.weight if s.folder is not None else None}
+
+    def _restore_catalogue(self, encoder, progress=None) -> Catalogue:
+        """Vectors from the store (encoding only items that have none for this encoder),
+        the graph from disk when a saved one matches, then the changes it missed."""
+        st, cfg = self.store, self.config
+        enc_id = encoder.model_id
+        live = st.live_items()
+        vecs = st.vectors(enc_id)
+        missing = [i for i, *_ in live if i not in vecs]
+        if missing:
+            texts = st.item_texts(missing)
+            for lo in range(0, len(missing), 512):
+                chunk = missing[lo:lo + 512]
+                v = np.asarray(encoder.encode([texts[i] for i in chunk]), np.float32)
+                st.put_vectors(enc_id, chunk, v)
+                vecs.update(zip(chunk, v))
+                if progress is not None:
+                    progress("encoding items", lo + len(chunk), len(missing))
+        counts = {k: float(v) for k, v in st.item_event_counts().items()}
+        fields = {i: f for i, f, _, _ in live}
+        created = {i: c for i, _, c, _ in live}
+        options = dict(index=cfg.index, hnsw_threshold=cfg.hnsw_threshold, hnsw_m=cfg.hnsw_m,
+                       ef_construction=cfg.hnsw_ef_construction, ef_search=cfg.hnsw_ef_search)
+        cat = None
+        saved = Catalogue.read_saved(self.index_dir(enc_id), enc_id)
+        if saved is not None:
+            cat = Catalogue.restore(*saved, vecs, fields, created, counts, **options)
+            if cat is not None:
+                self._catch_up(cat, encoder, vecs)
+                if set(cat.pos) != set(fields):
+                    log.warning("saved index disagrees with the store; rebuilding it")
+                    cat = None
+        if cat is None:
+            dim = int(encoder.dim) if not vecs else len(next(iter(vecs.values())))
+            cat = Catalogue(dim, **options)
+            if live:
+                ids = [i for i, *_ in live]
+                cat.upsert(ids, np.stack([vecs[i] for i in ids]), [fields[i] for i in ids],
+                           [created[i] for i in ids], [counts.get(i, 0.0) for i in ids], seq=max(s for *_, s in live))
+            cat.watermark = max(cat.watermark, min((s for *_, s in live), default=0))
+        return cat
+
+    def _catch_up(self, cat: Catalogue, encoder, vecs: dict | None = None) -> int:
+        """Apply the store's item changes after ``cat.watermark``; returns how many."""
+        changes = self.store.changes_since(cat.watermark)
+        if not changes:
+            return 0
+        enc_id = encoder.model_id
+        need = [i for i, deleted, *_ in changes if not deleted and (vecs is None or i not in vecs)]
+        if need:
+            have = self.store.vectors(enc_id)
+            todo = [i for i in need if i not in have]
+            if todo:
+                texts = self.store.item_texts(todo)
+                new = np.asarray(encoder.encode([texts[i] for i in todo]), np.float32)
+                self.store.put_vectors(enc_id, todo, new)
+                have.update(zip(todo, new))
+            vecs = {**(vecs or {}), **have}
+        for item_id, deleted, fields, created, seq in changes:
+            if deleted:
+                cat.remove(item_id, seq)
+            else:
+                cat.upsert([item_id], vecs[item_id][None, :], [fields], [created], seq=seq)
+        return len(changes)
+
+    # -- writes -------------------------------------------------------------------------
+    def upsert_items(self, items: list[dict]) -> list[dict]:
+        """``items``: dicts with item_id, text, fields (already validated). Encoded before
+        the transaction; stored and searchable when this returns."""
+        if not items:
+            return []
+        ids = [it["item_id"] for it in items]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            k = ids.index(dup, ids.index(dup) + 1)
+            raise InputError([{"loc": ["body", "items", k, "item_id"], "type": "value_error",
+                               "msg": f"item id {dup!r} appears more than once in the batch"}])
+        vecs = self._encode([it["text"] for it in items])
+        enc_id = self.encoder.model_id
+        with self._write:
+            if self.encoder.model_id != enc_id:  # a model swap changed the encoder meanwhile
+                vecs = self._encode([it["text"] for it in items])
+            res = self.store.upsert_items(items, vecs, self.encoder.model_id)
+            with self._state:
+                self.cat.upsert(ids, vecs, [it["fields"] for it in items], [r["created_at"] for r in res],
+                                seq=max(r["seq"] for r in res))
+        return res
+
+    def delete_item(self, item_id: str) -> None:
+        with self._write:
+            seq = self.store.delete_item(item_id)
+            if seq is None:
+                raise NotFound(f"no item {item_id!r}")
+            with self._state:
+                self.cat.remove(item_id, seq)
+
+    def add_events(self, events: list[dict]) -> dict:
+        """``events``: dicts with user_id, item_id, ts, kind, value (types already checked).
+        Every item must exist; the batch is stored whole or not at all."""
+        with self._write:
+            cat = self.cat
+            bad = [{"loc": ["body", "events", k, "item_id"], "type": "value_error",
+                    "msg": f"unknown item id {e['item_id']!r}"} for k, e in enumerate(events) if e["item_id"] not in cat]
+            if bad:
+                raise InputError(bad)
+            by_user: dict[str, list[dict]] = {}
+            for e in events:
+                by_user.setdefault(e["user_id"], []).append(e)
+            gamma = decay_factor(self.scoring.half_life)
+            new_states, rows = {}, []
+            for user, evs in by_user.items():
+                state = self._user_state(user)
+                evs_sorted = sorted(evs, key=lambda e: e["ts"])  # stable: batch order breaks ties
+                ts = np.array([e["ts"] for e in evs_sorted])
+                prof = state.profile or Profile.empty(cat.dim)
+                if ts.min() >= prof.last_ts:
+                    prof = prof.folded(np.stack([cat.vector(e["item_id"]) for e in evs_sorted]), ts, gamma)
+                else:  # an event from the past: recompute this user's profile exactly
+                    prof = self._profile_from(self.store.history(user) + [(e["item_id"], e["ts"]) for e in evs_sorted])
+                new_states[user] = UserState(prof, state.seen | {e["item_id"] for e in evs})
+                rows.append(prof.to_row(self.pid, user))
+            last_id = self.store.add_events(
+                [{"user_id": e["user_id"], "item_id": e["item_id"], "ts": e["ts"], "kind": e["kind"],
+                  "value": e["value"]} for e in events], rows)
+            with self._state:
+                for user, st in new_states.items():
+                    self._remember(user, st)
+                cat.add_counts([e["item_id"] for e in events])
+        if self.metrics is not None:
+            self.metrics.events.inc(len(events))
+        return {"stored": len(events), "users": len(by_user), "last_event_id": last_id}
+
+    # -- users -------------------------------------------------------------------------
+    def _profile_from(self, history: list[tuple[str, float]]) -> Profile | None:
+        """Exact profile of a (item_id, ts) history, oldest first; deleted items are skipped."""
+        hist = sorted(history, key=lambda h: h[1])
+        live = [(i, t) for i, t in hist if i in self.cat]
+        if not live:
+            return None
+        V = np.stack([self.cat.vector(i) for i, _ in live])
+        return Profile.from_history(V, np.array([t for _, t in live]), self.scoring.half_life, self.cat.dim)
+
+    def _user_state(self, user_id: str) -> UserState:
+        st = self._users.get(user_id)
+        if st is not None:
+            with self._state:
+                if user_id in self._users:
+                    self._users.move_to_end(user_id)
+            return st
+        row = self.store.profile(self.pid, user_id)
+        history = self.store.history(user_id)
+        if row is not None:
+            prof = Profile.from_row(row)
+        else:  # no profile yet under this model (new user, or a model swap changed the decay)
+            prof = self._profile_from(history)
+        st = UserState(prof, {i for i, _ in history})
+        with self._state:
+            self._remember(user_id, st)
+        return st
+
+    def _remember(self, user_id: str, st: UserState) -> None:
+        self._users[user_id] = st
+        self._users.move_to_end(user_id)
+        while len(self._users) > self.config.cache_users:
+            self._users.popitem(last=False)
+
+    # -- reads -------------------------------------------------------------------------
+    def recommend(self, user_id: str, k: int = 10, exclude_seen: bool = True,
+                  filters: list[tuple[str, str]] | None = None) -> dict:
+        st = self._user_state(user_id)
+        with self._state:
+            cat, scoring = self.cat, self.scoring
+            mask = cat.filter_mask(filters or [])
+            if st.profile is None or st.profile.n_events == 0 or not st.seen:
+                return self._cold_start(user_id, k, mask)
+            seen = np.fromiter((cat.pos[i] for i in st.seen if i in cat.pos), np.int64) if exclude_seen else None
+            if scoring.kind == "content":
+                pos, scores = cat.search(st.profile.vector, k, exclude=seen, mask=mask)
+            else:
+                full = self._full_scores(st, cat, scoring)
+                ok = cat.allowed(seen, mask)
+                cand = np.flatnonzero(ok)
+                pos, scores = _top(full[cand], cand, k)
+            return self._answer(user_id, cat, pos, scores, scoring.name, scoring.temperature, cold=False)
+
+    def _full_scores(self, st: UserState, cat: Catalogue, scoring: Scoring) -> np.ndarray:
+        """Scores over every position for models that need the whole catalogue (the hybrid's
+        z-normalisation, EASE's item-item sums) — the library's formulas on the live history."""
+        alive = cat.alive
+        if scoring.kind == "popular":
+            return cat.counts[:cat.n].astype(np.float64)
+        folder = scoring.folder
+        mpos = scoring.model_positions(cat)
+        rows = [scoring.item_index[i] for i in st.seen if i in scoring.item_index]
+        cf_model = folder.ease_B[rows].sum(axis=0) if rows else np.zeros(len(folder.item_ids), np.float32)
+        valid = mpos >= 0
+        cf = np.zeros(cat.n, np.float64)
+        cf[mpos[valid]] = cf_model[valid]
+        if scoring.kind == "ease":
+            return cf
+        has_events = np.zeros(cat.n, bool)
+        has_events[mpos[valid & (folder.popularity > 0)]] = True
+        has_events &= alive
+        z_content = _zscore(cat.full_scores(st.profile.vector).astype(np.float64), alive)
+        z_cf = _zscore(cf, has_events)
+        w = float(folder.weight)
+        return np.where(has_events, w * z_cf + (1.0 - w) * z_content, z_content)
+
+    def _cold_start(self, user_id: str, k: int, mask: np.ndarray | None) -> dict:
+        """Users with no history: the most popular items interleaved with the newest ones
+        (a ``cold_start_new_share`` of the slots), score log(1 + events)."""
+        cat = self.cat
+        ok = cat.allowed(None, mask)
+        cand = np.flatnonzero(ok)
+        n_new = int(round(min(k, len(cand)) * self.config.cold_start_new_share))
+        popular = cand[np.lexsort((cand, -cat.counts[cand]))][:min(k, len(cand)) - n_new]
+        rest = np.setdiff1d(cand, popular)
+        newest = rest[np.lexsort((rest, -cat.created_at[rest]))][:n_new]
+        order, a, b = [], list(popular), list(newest)
+        while (a or b) and len(order) < k:
+            if a:
+                order.append(a.pop(0))
+            if b and len(order) < k:
+                order.append(b.pop(0))
+        pos = np.array(order, np.int64)
+        return self._answer(user_id, cat, pos, np.log1p(cat.counts[pos]), COLD_START_MODEL, 1.0, cold=True)
+
+    def similar(self, item_id: str, k: int = 10, filters: list[tuple[str, str]] | None = None) -> dict:
+        with self._state:
+            cat = self.cat
+            if item_id not in cat:
+                raise NotFound(f"no item {item_id!r}")
+            mask = cat.filter_mask(filters or [])
+            pos, scores = cat.search(cat.vector(item_id), k, exclude=np.array([cat.pos[item_id]]), mask=mask)
+            return {"item_id": item_id, "items": [{"item_id": cat.ids[p], "score": float(s)}
+                                                  for p, s in zip(pos, scores)],
+                    "model": f"content:{self.encoder.model_id.split('@')[0]}", "index": cat.kind}
+
+    @staticmethod
+    def _answer(user_id, cat, pos, scores, model, temperature, cold) -> dict:
+        scores = np.asarray(scores, np.float64)
+        proba = softmax(scores[None, :], temperature)[0] if len(scores) else scores
+        return {"user_id": user_id, "model": model, "cold_start": cold,
+                "items": [{"item_id": cat.ids[p], "score": float(s), "probability": float(q)}
+                          for p, s, q in zip(pos, scores, proba)]}
+
+    def get_item(self, item_id: str) -> dict:
+        item = self.store.get_item(item_id)
+        if item is None:
+            raise NotFound(f"no item {item_id!r}")
+        return item
+
+    def stats(self) -> dict:
+        cat = self.cat
+        return {"items": cat.n_alive if cat else 0, "tombstones": cat.n_dead if cat else 0,
+                "index": cat.kind if cat else None, "cached_users": len(self._users)}
+
+
+def check_timestamp(ts: float, config: ServiceConfig, loc: list) -> None:
+    now = time.time()
+    if not math.isfinite(ts) or ts < config.min_timestamp or ts > now + config.max_future_s:
+        raise InputError([{"loc": loc, "type": "value_error",
+                           "msg": f"timestamp {ts!r} is out of range [{config.min_timestamp:.0f}, "
+                                  f"now + {config.max_future_s:.0f} s]"}])

@@ -1,0 +1,92 @@
+"""The store's tables (SQLAlchemy Core), shared by the store and the Alembic migrations.
+
+Why each table exists:
+
+* ``items`` — the catalogue. Deletes are soft (``deleted``) and every change bumps ``seq``
+  from the ``counters`` row ``item_seq``, so a persisted index can catch up with exactly the
+  changes it missed (``seq > watermark``) instead of being rebuilt.
+* ``item_vectors`` — one vector per (encoder, item), so a restart or a model swap back to a
+  known encoder never re-encodes.
+* ``events`` — the append-only interaction log; ``id`` gives arrival order.
+* ``user_profiles`` — the decayed vector sum per (profile kind, user), updated in O(d) in the
+  same transaction as the event that changes it.
+* ``api_keys`` — SHA-256 hashes of the keys, never the keys.
+* ``models`` — which model folder was loaded when, and which one is active.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, MetaData,
+                        String, Table, Text)
+
+ID_LEN = 256
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData()
+
+items = Table(
+    "items", metadata,
+    Column("item_id", String(ID_LEN), primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("fields", Text, nullable=False, default="{}"),   # JSON object
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+    Index("ix_items_seq", "seq"),
+)
+
+item_vectors = Table(
+    "item_vectors", metadata,
+    Column("encoder_id", String(200), primary_key=True),
+    Column("item_id", String(ID_LEN), primary_key=True),
+    Column("vector", LargeBinary, nullable=False),          # float32, little-endian
+)
+
+events = Table(
+    "events", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("user_id", String(ID_LEN), nullable=False),
+    Column("item_id", String(ID_LEN), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("kind", String(32), nullable=False, default=""),
+    Column("value", Float, nullable=True),
+    Column("received_at", Float, nullable=False),
+    Index("ix_events_user", "user_id", "id"),
+    Index("ix_events_item", "item_id"),
+)
+
+user_profiles = Table(
+    "user_profiles", metadata,
+    Column("profile_id", String(200), primary_key=True),
+    Column("user_id", String(ID_LEN), primary_key=True),
+    Column("vector", LargeBinary, nullable=False),          # float64 decayed sum
+    Column("weight", Float, nullable=False),                # decayed count
+    Column("n_events", Integer, nullable=False),
+    Column("last_ts", Float, nullable=False),
+    Column("last_event_id", BigInteger, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys", metadata,
+    Column("key_hash", String(64), primary_key=True),
+    Column("scope", String(8), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+models = Table(
+    "models", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("path", Text, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("meta", Text, nullable=False),
+    Column("loaded_at", Float, nullable=False),
+    Column("active", Boolean, nullable=False, default=False),
+)
+
+counters = Table(
+    "counters", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)

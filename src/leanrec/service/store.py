@@ -1,0 +1,291 @@
+"""The service's database: SQLite by default, PostgreSQL by URL, through SQLAlchemy Core.
+
+Every write is one transaction, committed before the service answers 2xx, so an
+acknowledged item or event survives a crash (SQLite runs in WAL mode with
+``synchronous=FULL``: the commit is on disk when ``commit()`` returns). All SQL is built by
+SQLAlchemy with bound parameters; no statement is assembled from strings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from . import migrate
+from .schema import api_keys, counters, events, item_vectors, items, models, user_profiles
+
+
+class StoreError(RuntimeError):
+    """The database cannot be reached or is not a leanrec store."""
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the settings leanrec relies on (WAL + full sync for SQLite files)."""
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        if u.database and u.database != ":memory:":
+            Path(u.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(u, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # pragma: no cover - exercised through every test
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    if u.get_backend_name() == "postgresql":
+        if u.drivername == "postgresql":  # plain postgresql:// -> the psycopg 3 driver we ship
+            u = u.set(drivername="postgresql+psycopg")
+        return create_engine(u, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    raise StoreError(f"unsupported database URL {u.render_as_string(hide_password=True)!r}: "
+                     "use sqlite:///FILE or postgresql://USER@HOST/DB")
+
+
+def _insert(conn: Connection, table):
+    name = conn.dialect.name
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    elif name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:  # pragma: no cover
+        raise StoreError(f"unsupported dialect {name}")
+    return insert(table)
+
+
+def _upsert(conn: Connection, table, rows: list[dict], keys: Sequence[str], update_cols: Iterable[str]) -> None:
+    if not rows:
+        return
+    stmt = _insert(conn, table)
+    stmt = stmt.on_conflict_do_update(index_elements=list(keys),
+                                      set_={c: stmt.excluded[c] for c in update_cols})
+    conn.execute(stmt, rows)
+
+
+def _chunks(seq: Sequence, n: int = 500):
+    for i in range(0, len(seq), n):
+        yield seq[i:i + n]
+
+
+class Store:
+    def __init__(self, url: str):
+        self.url = url
+        try:
+            self.engine = make_engine(url)
+        except Exception as exc:  # bad URL, missing driver
+            raise StoreError(f"cannot open the store {url!r}: {exc}") from exc
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def describe(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def migrate(self) -> str | None:
+        try:
+            return migrate.upgrade(self.engine)
+        except Exception as exc:
+            raise StoreError(f"cannot migrate the store {self.describe()}: {exc}") from exc
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(select(1))
+            return True
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- API keys --------------------------------------------------------------------
+    def replace_api_keys(self, entries: Sequence[tuple[str, str]]) -> None:
+        """Make the stored keys exactly ``(scope, sha256 hex)`` entries (the key file rules)."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(api_keys.delete())
+            if entries:
+                conn.execute(api_keys.insert(), [{"key_hash": h, "scope": s, "created_at": now} for s, h in entries])
+
+    def api_key_scopes(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return {h: s for h, s in conn.execute(select(api_keys.c.key_hash, api_keys.c.scope))}
+
+    # -- items -----------------------------------------------------------------------
+    @staticmethod
+    def _next_seq(conn: Connection, n: int) -> int:
+        """Reserve ``n`` change numbers; returns the last one (inside the caller's transaction)."""
+        stmt = (update(counters).where(counters.c.name == "item_seq")
+                .values(value=counters.c.value + n).returning(counters.c.value))
+        return int(conn.execute(stmt).scalar_one())
+
+    def upsert_items(self, rows: list[dict], vectors: np.ndarray, encoder_id: str) -> list[dict]:
+        """Insert or replace items and their vectors in one transaction.
+
+        ``rows``: dicts with ``item_id``, ``text``, ``fields`` (a dict). Returns, per row,
+        ``item_id``, ``seq``, ``created_at`` and whether it was ``created``. Vectors of other
+        encoders for these items are dropped (their text may have changed).
+        """
+        now = time.time()
+        ids = [r["item_id"] for r in rows]
+        with self.engine.begin() as conn:
+            existing = {}
+            for chunk in _chunks(ids):
+                existing.update({i: (c, d) for i, c, d in conn.execute(
+                    select(items.c.item_id, items.c.created_at, items.c.deleted).where(items.c.item_id.in_(chunk)))})
+            last = self._next_seq(conn, len(rows))
+            out, db_rows = [], []
+            for k, r in enumerate(rows):
+                seq = last - len(rows) + 1 + k
+                prev = existing.get(r["item_id"])
+                created = prev is None or bool(prev[1])
+                created_at = now if created else float(prev[0])
+                db_rows.append({"item_id": r["item_id"], "text": r["text"], "fields": json.dumps(r["fields"]),
+                                "created_at": created_at, "updated_at": now, "seq": seq, "deleted": False})
+                out.append({"item_id": r["item_id"], "seq": seq, "created_at": created_at, "created": created})
+            _upsert(conn, items, db_rows, ["item_id"], ["text", "fields", "created_at", "updated_at", "seq", "deleted"])
+            for chunk in _chunks(ids):
+                conn.execute(item_vectors.delete().where(item_vectors.c.item_id.in_(chunk),
+                                                         item_vectors.c.encoder_id != encoder_id))
+            vec = np.ascontiguousarray(vectors, np.float32)
+            _upsert(conn, item_vectors,
+                    [{"encoder_id": encoder_id, "item_id": i, "vector": vec[k].tobytes()} for k, i in enumerate(ids)],
+                    ["encoder_id", "item_id"], ["vector"])
+        return out
+
+    def delete_item(self, item_id: str) -> int | None:
+        """Soft-delete an item (its change number lets a persisted index catch up); returns
+        the change number, or None when there was no live item with that id."""
+        with self.engine.begin() as conn:
+            live = conn.execute(select(items.c.item_id).where(items.c.item_id == item_id,
+                                                              items.c.deleted.is_(False))).first()
+            if live is None:
+                return None
+            seq = self._next_seq(conn, 1)
+            conn.execute(update(items).where(items.c.item_id == item_id)
+                         .values(deleted=True, seq=seq, updated_at=time.time()))
+            conn.execute(item_vectors.delete().where(item_vectors.c.item_id == item_id))
+        return seq
+
+    def live_items(self) -> list[tuple[str, dict, float, int]]:
+        """(item_id, fields, created_at, seq) of every live item, in change order."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(items.c.item_id, items.c.fields, items.c.created_at, items.c.seq)
+                                .where(items.c.deleted.is_(False)).order_by(items.c.seq))
+            return [(i, json.loads(f), float(c), int(s)) for i, f, c, s in rows]
+
+    def changes_since(self, seq: int) -> list[tuple[str, bool, dict, float, int]]:
+        """(item_id, deleted, fields, created_at, seq) of every item changed after ``seq``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(items.c.item_id, items.c.deleted, items.c.fields, items.c.created_at,
+                                       items.c.seq).where(items.c.seq > seq).order_by(items.c.seq))
+            return [(i, bool(d), json.loads(f), float(c), int(s)) for i, d, f, c, s in rows]
+
+    def item_seq(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(counters.c.value).where(counters.c.name == "item_seq")).scalar_one())
+
+    def item_texts(self, item_ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(item_ids)):
+                out.update(dict(conn.execute(select(items.c.item_id, items.c.text).where(items.c.item_id.in_(chunk)))))
+        return out
+
+    def get_item(self, item_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(items).where(items.c.item_id == item_id, items.c.deleted.is_(False))).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return {"item_id": m["item_id"], "text": m["text"], "fields": json.loads(m["fields"]),
+                "created_at": m["created_at"], "updated_at": m["updated_at"]}
+
+    def vectors(self, encoder_id: str) -> dict[str, np.ndarray]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(item_vectors.c.item_id, item_vectors.c.vector)
+                                .where(item_vectors.c.encoder_id == encoder_id))
+            return {i: np.frombuffer(v, np.float32) for i, v in rows}
+
+    def put_vectors(self, encoder_id: str, item_ids: Sequence[str], vectors: np.ndarray) -> None:
+        vec = np.ascontiguousarray(vectors, np.float32)
+        with self.engine.begin() as conn:
+            for lo in range(0, len(item_ids), 1000):
+                _upsert(conn, item_vectors, [{"encoder_id": encoder_id, "item_id": i, "vector": vec[lo + k].tobytes()}
+                                             for k, i in enumerate(item_ids[lo:lo + 1000])],
+                        ["encoder_id", "item_id"], ["vector"])
+
+    # -- events and profiles -----------------------------------------------------------
+    def add_events(self, rows: list[dict], profiles: list[dict]) -> int:
+        """Append events and write the profiles they changed, in one transaction; returns
+        the id of the last event stored."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(events.insert(), [{**r, "received_at": now} for r in rows])
+            last_id = int(conn.execute(select(func.max(events.c.id))).scalar_one())
+            self._write_profiles(conn, profiles, last_id)
+        return last_id
+
+    def write_profiles(self, profiles: list[dict]) -> None:
+        with self.engine.begin() as conn:
+            last = conn.execute(select(func.max(events.c.id))).scalar_one()
+            self._write_profiles(conn, profiles, int(last or 0))
+
+    @staticmethod
+    def _write_profiles(conn: Connection, profiles: list[dict], last_id: int) -> None:
+        _upsert(conn, user_profiles, [{**p, "last_event_id": last_id} for p in profiles],
+                ["profile_id", "user_id"], ["vector", "weight", "n_events", "last_ts", "last_event_id"])
+
+    def history(self, user_id: str) -> list[tuple[str, float]]:
+        """(item_id, timestamp) of a user's events, oldest first (ties in arrival order)."""
+        with self.engine.connect() as conn:
+            return [(i, float(t)) for i, t in conn.execute(
+                select(events.c.item_id, events.c.ts).where(events.c.user_id == user_id)
+                .order_by(events.c.ts, events.c.id))]
+
+    def profile(self, profile_id: str, user_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(user_profiles).where(user_profiles.c.profile_id == profile_id,
+                                                           user_profiles.c.user_id == user_id)).first()
+        return None if row is None else dict(row._mapping)
+
+    def item_event_counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return {i: int(n) for i, n in conn.execute(
+                select(events.c.item_id, func.count()).group_by(events.c.item_id))}
+
+    def count(self, what: str) -> int:
+        table = {"items": items, "events": events, "users": None}[what]
+        with self.engine.connect() as conn:
+            if what == "users":
+                return int(conn.execute(select(func.count(func.distinct(events.c.user_id)))).scalar_one())
+            q = select(func.count()).select_from(table)
+            if what == "items":
+                q = q.where(items.c.deleted.is_(False))
+            return int(conn.execute(q).scalar_one())
+
+    def event_users(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return [u for (u,) in conn.execute(select(events.c.user_id).distinct())]
+
+    # -- models ------------------------------------------------------------------------
+    def record_model(self, path: str, kind: str, meta: dict) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(models).values(active=False))
+            conn.execute(models.insert().values(path=path, kind=kind, meta=json.dumps(meta, default=str),
+                                                loaded_at=time.time(), active=True))
+
+    def active_model_path(self) -> str | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(models.c.path).where(models.c.active.is_(True))
+                               .order_by(models.c.id.desc())).first()
+        return None if row is None else row[0]
