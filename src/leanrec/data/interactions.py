@@ -67,8 +67,8 @@ def _check(items: pd.DataFrame, n_users: int, events_per_user: tuple[int, int], 
     lo, hi = events_per_user
     if not (0 <= int(lo) <= int(hi)):
         raise ValueError(f"events_per_user must be (lo, hi) with 0 <= lo <= hi, got {events_per_user!r}")
-    if not days > 0:
-        raise ValueError(f"days must be > 0, got {days!r}")
+    if not 0 < days <= 40_000:  # offsets in seconds must fit 32 bits (see the timestamp sort)
+        raise ValueError(f"days must be in (0, 40000], got {days!r}")
     if not 0.0 <= p_noise <= 1.0:
         raise ValueError(f"p_noise must be in [0, 1], got {p_noise!r}")
     if not item_zipf >= 0:
@@ -139,16 +139,19 @@ def generate_events(items: pd.DataFrame, n_users: int, events_per_user: tuple[in
     pos = np.searchsorted(cdf, cat + rng.random(n_events), side="right")
     pos = np.clip(pos, offset[cat], offset[cat] + size[cat] - 1)
     item = item_ids[shuffled[pos]]
-    ts = np.floor(start_ts + rng.random(n_events) * days * 86_400.0)
+    # Times: whole seconds after start_ts, sorted within each user. Every other column is
+    # drawn independently per event, so sorting one (user, offset) key is enough.
+    span = max(int(np.ceil(days * 86_400.0)), 1)
+    offset_s = np.sort((user << 32) + rng.integers(0, span, n_events)) & 0xFFFFFFFF
+    ts = float(start_ts) + offset_s.astype(np.float64)
     shares = np.asarray(kind_shares, np.float64)
     kind_idx = np.searchsorted(np.cumsum(shares) / shares.sum(), rng.random(n_events), side="right")
-    kind = np.asarray(KINDS, dtype=object)[np.minimum(kind_idx, len(KINDS) - 1)]
+    kind = pd.Categorical.from_codes(np.minimum(kind_idx, len(KINDS) - 1), KINDS)
 
-    srt = np.lexsort((ts, user))
     return pd.DataFrame({
-        "user_id": user[srt],
-        "item_id": item[srt],
-        "timestamp": ts[srt].astype(np.float64),
-        "kind": pd.array(kind[srt], dtype="str") if n_events else pd.array([], dtype="str"),
+        "user_id": user,
+        "item_id": item,
+        "timestamp": ts,
+        "kind": pd.Series(kind, dtype="str"),
         "value": np.full(n_events, np.nan),
     })

@@ -328,7 +328,9 @@ def create_app(config: ServiceConfig, *, encoder=None, start_in_background: bool
             user_id: str, svc: Svc, k: Annotated[int, Query(ge=1, le=config.max_k)] = 10,
             exclude_seen: bool = True,
             filter: Annotated[list[str] | None, Query(description="field:value, e.g. genres:Comedy")] = None):
-        return _json(await _call(svc.recommend, user_id, k, exclude_seen, parse_filters(filter)))
+        filters = parse_filters(filter)
+        # a user not in memory costs database queries: do those off the event loop
+        return _json(await _call(svc.recommend, user_id, k, exclude_seen, filters, thread=not svc.is_cached(user_id)))
 
     # -- model --------------------------------------------------------------------------
     @app.get("/model", dependencies=[read], tags=["model"])

@@ -63,7 +63,7 @@ class Catalogue:
         self.hnsw: HNSWIndex | None = None
         self.watermark = 0
         self.version = 0  # bumps on every change (invalidates filter masks)
-        self._masks: dict[str, tuple[int, np.ndarray]] = {}
+        self._inverted: dict[tuple[str, str], set[int]] = {}  # (field, value casefolded) -> positions
 
     # -- views ---------------------------------------------------------------------
     @property
@@ -123,6 +123,7 @@ class Catalogue:
             count = counts[k] if counts is not None else 0.0
             if old is not None:
                 self._alive[old] = False
+                self._unindex(old)
                 count = self.counts[old] if counts is None else count
             p = start + k
             self.ids.append(item_id)
@@ -130,6 +131,7 @@ class Catalogue:
             self._V[p] = vectors[k]
             self._alive[p] = True
             self.fields.append(fields[k])
+            self._index_fields(p, fields[k])
             self.created_at[p] = created_at[k]
             self.counts[p] = count
         if self.hnsw is not None:
@@ -141,9 +143,29 @@ class Catalogue:
         if p is None:
             return False
         self._alive[p] = False
+        self._unindex(p)
         self.fields[p] = None
         self._after_change(seq)
         return True
+
+    @staticmethod
+    def _keys(fields: dict | None):
+        for name, v in (fields or {}).items():
+            for x in (v if isinstance(v, list) else [v]):
+                if x is not None:
+                    yield name, str(x).casefold()
+
+    def _index_fields(self, p: int, fields: dict | None) -> None:
+        for key in self._keys(fields):
+            self._inverted.setdefault(key, set()).add(p)
+
+    def _unindex(self, p: int) -> None:
+        for key in self._keys(self.fields[p]):
+            bucket = self._inverted.get(key)
+            if bucket is not None:
+                bucket.discard(p)
+                if not bucket:
+                    del self._inverted[key]
 
     def add_counts(self, item_ids: list[str]) -> None:
         for i in item_ids:
@@ -173,6 +195,9 @@ class Catalogue:
         self.ids, self.pos = ids, {i: k for k, i in enumerate(ids)}
         self._V, self._alive = V, np.ones(len(ids), bool)
         self.fields, self.created_at, self.counts = fields, created, counts
+        self._inverted = {}
+        for p, f in enumerate(fields):
+            self._index_fields(p, f)
         if self.hnsw is not None:
             self.hnsw = HNSWIndex(**self.hnsw_params).build(self.V) if len(ids) else None
         self.version += 1
@@ -180,29 +205,15 @@ class Catalogue:
     # -- search --------------------------------------------------------------------
     def filter_mask(self, conditions: list[tuple[str, str]]) -> np.ndarray | None:
         """bool[n]: items whose ``fields[name]`` equals the value (case-insensitive; for a
-        list field, contains it), for every condition. Cached until the catalogue changes."""
+        list field, contains it), for every condition — from an inverted index kept up to
+        date on every change, so a filter costs the size of its answer, not of the catalogue."""
         if not conditions:
             return None
-        key = json.dumps(conditions)
-        hit = self._masks.get(key)
-        if hit is not None and hit[0] == self.version:
-            return hit[1]
-        wanted = [(name, value.casefold()) for name, value in conditions]
-
-        def match(f: dict | None) -> bool:
-            if f is None:
-                return False
-            for name, value in wanted:
-                v = f.get(name)
-                vals = v if isinstance(v, list) else [v]
-                if not any(x is not None and str(x).casefold() == value for x in vals):
-                    return False
-            return True
-
-        mask = np.fromiter((match(f) for f in self.fields), bool, count=self.n)
-        if len(self._masks) > 64:
-            self._masks.clear()
-        self._masks[key] = (self.version, mask)
+        sets = sorted((self._inverted.get((name, value.casefold()), set()) for name, value in conditions), key=len)
+        hits = set(sets[0]).intersection(*sets[1:]) if sets else set()
+        mask = np.zeros(self.n, bool)
+        if hits:
+            mask[np.fromiter(hits, np.int64, count=len(hits))] = True
         return mask
 
     def allowed(self, exclude: np.ndarray | None = None, mask: np.ndarray | None = None) -> np.ndarray:
@@ -225,7 +236,10 @@ class Catalogue:
         if k == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         q = np.ascontiguousarray(query, np.float32).reshape(1, self.dim)
-        if self.hnsw is None or n_ok < max(2000, self.n // 50):
+        if self.hnsw is None:  # one mat-vec over the contiguous matrix beats gathering the allowed rows
+            scores = np.where(ok, self.V @ q[0], -np.inf)
+            return _top(scores, np.arange(self.n), k)
+        if n_ok < max(2000, self.n // 50):  # a very selective filter: graph search degrades, scan instead
             cand = np.flatnonzero(ok)
             return _top(self._V[cand] @ q[0], cand, k)
         import faiss
@@ -283,6 +297,7 @@ class Catalogue:
                 cat._V[p] = vec
                 cat._alive[p] = True
             cat.fields.append(fields.get(item_id) if alive[p] else None)
+            cat._index_fields(p, cat.fields[p])
             cat.created_at[p] = created_at.get(item_id, 0.0)
             cat.counts[p] = counts.get(item_id, 0.0)
         cat.hnsw = graph

@@ -136,7 +136,12 @@ class RecService:
 
                 self.store.replace_api_keys(read_key_file(self.config.api_key_file))
             self.api_keys = self.store.api_key_scopes()
-            path = self.config.model or self.store.active_model_path()
+            path = self.config.model
+            if path is None:
+                path = self.store.active_model_path()
+                if path is not None and not Path(path).is_dir():
+                    log.warning("the model %s the store last served is gone; serving the content model", path)
+                    path = None
             self.load_model(path, progress=progress)
             self._persister = threading.Thread(target=self._persist_loop, name="leanrec-persist", daemon=True)
             self._persister.start()
@@ -262,6 +267,8 @@ class RecService:
                 if set(cat.pos) != set(fields):
                     log.warning("saved index disagrees with the store; rebuilding it")
                     cat = None
+                elif cat.n_dead > cat.n // 5:
+                    cat.compact()  # start-up is the one moment a graph rebuild blocks nobody
         if cat is None:
             dim = int(encoder.dim) if not vecs else len(next(iter(vecs.values())))
             cat = Catalogue(dim, **options)
@@ -389,6 +396,10 @@ class RecService:
         with self._state:
             self._remember(user_id, st)
         return st
+
+    def is_cached(self, user_id: str) -> bool:
+        """Whether a read for this user is pure in-memory work (no database query)."""
+        return user_id in self._users
 
     def _remember(self, user_id: str, st: UserState) -> None:
         self._users[user_id] = st

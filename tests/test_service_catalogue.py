@@ -1,0 +1,107 @@
+"""The service's in-memory catalogue: exact and HNSW search agree, and neither ever returns
+a deleted, excluded or filtered-out item; state survives save/restore."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from leanrec.service.catalogue import Catalogue
+from leanrec.vectors import recall_at_k
+
+
+def _data(n=3000, d=24, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(12, d))
+    labels = rng.integers(0, 12, n)
+    V = centres[labels] + 0.4 * rng.normal(size=(n, d))
+    V /= np.linalg.norm(V, axis=1, keepdims=True)
+    ids = [f"i{k}" for k in range(n)]
+    fields = [{"cat": f"c{labels[k]}", "tags": ["even" if k % 2 == 0 else "odd"]} for k in range(n)]
+    return ids, V.astype(np.float32), fields
+
+
+def _fill(index: str, **kw) -> Catalogue:
+    ids, V, fields = _data()
+    cat = Catalogue(V.shape[1], index=index, **kw)
+    cat.upsert(ids, V, fields, [0.0] * len(ids), seq=len(ids))
+    return cat
+
+
+@pytest.mark.parametrize("index", ["exact", "hnsw"])
+def test_search_skips_deleted_excluded_and_filtered(index):
+    cat = _fill(index)
+    assert cat.kind == index
+    rng = np.random.default_rng(1)
+    for k in rng.choice(3000, 300, replace=False):
+        cat.remove(f"i{k}")
+    q = cat.vector("i5")
+    seen = np.array([cat.pos[f"i{k}"] for k in range(0, 60) if f"i{k}" in cat.pos])
+    mask = cat.filter_mask([("tags", "EVEN")])
+    pos, scores = cat.search(q, 50, exclude=seen, mask=mask)
+    assert len(pos) == 50 and np.all(np.diff(scores) <= 1e-6)
+    assert cat.alive[pos].all() and mask[pos].all() and not np.isin(pos, seen).any()
+
+
+def test_hnsw_agrees_with_exact_search():
+    exact, hnsw = _fill("exact"), _fill("hnsw")
+    for cat in (exact, hnsw):
+        for k in range(0, 3000, 7):
+            cat.remove(f"i{k}")
+        cat.upsert(["new"], exact_vec := _data()[1][3:4], [{"cat": "c0"}], [1.0])
+    rng = np.random.default_rng(3)  # user-like queries: near the items, not random directions
+    queries = _data()[1][rng.choice(3000, 50)] + 0.2 * rng.normal(size=(50, 24)).astype(np.float32)
+    got = np.stack([hnsw.search(q, 10)[0] for q in queries])
+    want = np.stack([exact.search(q, 10)[0] for q in queries])
+    number = {"new": 10**6}
+
+    def to_ids(pos, cat):  # positions -> item numbers (the two catalogues may number differently)
+        return np.vectorize(lambda p: number.get(cat.ids[p]) or int(cat.ids[p][1:]))(pos)
+
+    assert recall_at_k(to_ids(got, hnsw), to_ids(want, exact), 10) >= 0.95
+    assert exact_vec.shape == (1, 24)
+
+
+def test_selective_filters_and_inverted_index_follow_changes():
+    cat = _fill("hnsw")
+    cat.upsert(["rare"], _data()[1][:1], [{"cat": "unique"}], [1.0])
+    pos, _ = cat.search(cat.vector("i0"), 5, mask=cat.filter_mask([("cat", "unique")]))
+    assert [cat.ids[p] for p in pos] == ["rare"]
+    cat.upsert(["rare"], _data()[1][:1], [{"cat": "other"}], [1.0])  # replaced: old fields gone
+    assert not cat.filter_mask([("cat", "unique")]).any()
+    assert cat.filter_mask([("cat", "other")]).sum() == 1
+    both = cat.filter_mask([("cat", "c3"), ("tags", "odd")])
+    assert all(cat.fields[p]["cat"] == "c3" and cat.fields[p]["tags"] == ["odd"] for p in np.flatnonzero(both))
+    cat.compact()
+    assert cat.filter_mask([("cat", "other")]).sum() == 1 and cat.n_dead == 0
+
+
+def test_exact_mode_switches_to_hnsw_at_the_threshold_and_compacts():
+    ids, V, fields = _data(n=600)
+    cat = Catalogue(V.shape[1], index="auto", hnsw_threshold=500)
+    cat.upsert(ids[:400], V[:400], fields[:400], [0.0] * 400)
+    assert cat.kind == "exact"
+    for k in range(200):
+        cat.remove(ids[k])
+    assert cat.n_dead == 0 or cat.n_dead <= cat.n // 4  # tombstones dropped by compaction
+    cat.upsert(ids[400:], V[400:], fields[400:], [0.0] * 200)
+    assert cat.kind == "exact" and cat.n_alive == 400
+    cat.upsert(ids[:100], V[:100], fields[:100], [0.0] * 100)
+    assert cat.kind == "hnsw" and cat.n_alive == 500 and cat.n_dead == 0
+
+
+def test_save_and_restore_round_trip(tmp_path):
+    cat = _fill("hnsw")
+    cat.remove("i1")
+    cat.save(tmp_path, "enc")
+    assert Catalogue.read_saved(tmp_path, "other-encoder") is None
+    meta, graph = Catalogue.read_saved(tmp_path, "enc")
+    vecs = {i: cat.vector(i) for i in cat.pos}
+    fields = {i: cat.fields[cat.pos[i]] for i in cat.pos}
+    back = Catalogue.restore(meta, graph, vecs, fields, {}, {}, index="hnsw")
+    q = cat.vector("i9")
+    assert back.n_alive == cat.n_alive and "i1" not in back
+    np.testing.assert_array_equal(back.search(q, 10)[0], cat.search(q, 10)[0])
+    assert back.filter_mask([("cat", "c1")]).sum() == cat.filter_mask([("cat", "c1")]).sum()
+    vecs.pop("i2")
+    assert Catalogue.restore(meta, graph, vecs, fields, {}, {}, index="hnsw") is None
