@@ -56,12 +56,12 @@ class Server:
         self.proc: subprocess.Popen | None = None
         self.log = folder / f"server-{self.port}.log"
 
-    def start(self, timeout: float = 120.0) -> "Server":
+    def start(self, timeout: float = 120.0) -> Server:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
         cmd = [sys.executable, "-m", "leanrec.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                "--db", self.db, "--data-dir", str(self.folder / "data"), "--log-level", "warning", *self.extra]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT, env=env,
-                                     cwd=self.folder)
+        with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.folder)
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:

@@ -4,13 +4,12 @@ contract of every endpoint, auth, bad input, durability rules, profiles, cold st
 from __future__ import annotations
 
 import sqlite3
-import time
 
 import numpy as np
 import pytest
+from _service import READ_KEY, WRITE_KEY, HashEncoder, write_keys
 from fastapi.testclient import TestClient
 
-from _service import READ_KEY, WRITE_KEY, HashEncoder, write_keys
 from leanrec.models.content import ContentRecommender
 from leanrec.service import ServiceConfig, create_app
 from leanrec.service.core import RecService

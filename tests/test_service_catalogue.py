@@ -36,7 +36,7 @@ def test_search_skips_deleted_excluded_and_filtered(index):
     for k in rng.choice(3000, 300, replace=False):
         cat.remove(f"i{k}")
     q = cat.vector("i5")
-    seen = np.array([cat.pos[f"i{k}"] for k in range(0, 60) if f"i{k}" in cat.pos])
+    seen = np.array([cat.pos[f"i{k}"] for k in range(60) if f"i{k}" in cat.pos])
     mask = cat.filter_mask([("tags", "EVEN")])
     pos, scores = cat.search(q, 50, exclude=seen, mask=mask)
     assert len(pos) == 50 and np.all(np.diff(scores) <= 1e-6)

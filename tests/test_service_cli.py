@@ -47,5 +47,14 @@ def test_train_import_and_serve_ml100k(tmp_path):
         for user in (1, 7, 42, 196, 500, 943):
             want = [str(r.item_id) for r in lib.recommend(user, k=10)]
             assert [i["item_id"] for i in svc.recommend(str(user), 10)["items"]] == want
+        # cold start with the trained hybrid: a new "sequel" of the user's latest film, no retraining
+        texts = dict(zip(ds.items.ids.tolist(), ds.items.texts))
+        events = ds.events.frame
+        for user in (1, 42, 500, 943):
+            last = events[events.user_id == user].sort_values("timestamp").item_id.iloc[-1]
+            title, rest = texts[last].split(" (", 1)[0], texts[last].split(". ", 1)[1]
+            svc.upsert_items([{"item_id": f"sequel-{user}", "text": f"{title} II (1998). {rest}", "fields": {}}])
+            top = [i["item_id"] for i in svc.recommend(str(user), 10)["items"]]
+            assert f"sequel-{user}" in top, (user, top)
     finally:
         svc.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,7 +17,7 @@ store_app = typer.Typer(no_args_is_help=True, help="The service's database: impo
 app.add_typer(store_app, name="store")
 
 
-def _config(config: Optional[Path], **overrides):
+def _config(config: Path | None, **overrides):
     from .service.config import load_config
 
     try:
@@ -31,7 +30,7 @@ def _config(config: Optional[Path], **overrides):
 def train(
     model: str = typer.Option("hybrid", help="popular, ease, minilm or hybrid."),
     out: Path = typer.Option(..., help="Model folder to write (what `leanrec serve --model` loads)."),
-    results: Optional[Path] = typer.Option(None, help="results.json whose warm-protocol params to use "
+    results: Path | None = typer.Option(None, help="results.json whose warm-protocol params to use "
                                            "(default: out/results.json if present, else defaults)."),
     dataset: str = typer.Option("ml-100k"),
 ) -> None:
@@ -61,10 +60,10 @@ def train(
 @store_app.command("import")
 def store_import(
     dataset: str = typer.Argument("ml-100k"),
-    config: Optional[Path] = typer.Option(None, help="Service config (TOML, [service] table)."),
-    db: Optional[str] = typer.Option(None, help="Database URL (default sqlite:///leanrec.db)."),
-    model: Optional[Path] = typer.Option(None, help="Model folder whose encoder encodes the items."),
-    data_dir: Optional[Path] = typer.Option(None, help="Where the vector index is persisted."),
+    config: Path | None = typer.Option(None, help="Service config (TOML, [service] table)."),
+    db: str | None = typer.Option(None, help="Database URL (default sqlite:///leanrec.db)."),
+    model: Path | None = typer.Option(None, help="Model folder whose encoder encodes the items."),
+    data_dir: Path | None = typer.Option(None, help="Where the vector index is persisted."),
 ) -> None:
     """Load a data set's items and events into the service's store (events only into an empty one)."""
     from .service.core import RecService
@@ -95,15 +94,15 @@ def store_import(
 
 @app.command()
 def serve(
-    config: Optional[Path] = typer.Option(None, help="Service config (TOML, [service] table); flags override it."),
-    host: Optional[str] = typer.Option(None, help="Bind address (default 127.0.0.1)."),
-    port: Optional[int] = typer.Option(None, help="Port (default 8000)."),
-    db: Optional[str] = typer.Option(None, help="Database URL: sqlite:///FILE (default sqlite:///leanrec.db) "
+    config: Path | None = typer.Option(None, help="Service config (TOML, [service] table); flags override it."),
+    host: str | None = typer.Option(None, help="Bind address (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default 8000)."),
+    db: str | None = typer.Option(None, help="Database URL: sqlite:///FILE (default sqlite:///leanrec.db) "
                                      "or postgresql://USER@HOST/DB."),
-    api_key_file: Optional[Path] = typer.Option(None, help="File of 'read:KEY' / 'write:KEY' lines."),
-    model: Optional[Path] = typer.Option(None, help="Model folder from `leanrec train` (default: the content "
+    api_key_file: Path | None = typer.Option(None, help="File of 'read:KEY' / 'write:KEY' lines."),
+    model: Path | None = typer.Option(None, help="Model folder from `leanrec train` (default: the content "
                                          "recommender, or the model the store last served)."),
-    data_dir: Optional[Path] = typer.Option(None, help="Where the vector index is persisted."),
+    data_dir: Path | None = typer.Option(None, help="Where the vector index is persisted."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
     """Start the HTTP service (FastAPI under uvicorn; OpenAPI at /docs and /openapi.json)."""

@@ -96,7 +96,7 @@ def save_model(model: Recommender, folder: str | os.PathLike, *, name: str | Non
         raise ValueError(f"cannot save a {type(model).__name__}; supported: {', '.join(KINDS)}")
     ids = [i.item() if hasattr(i, "item") else i for i in model.items_.ids]
     meta.update(kind=kind, temperature=float(model.temperature_), name=name or kind,
-                n_items=len(ids), n_users=int(len(model.history_.user_ids)),
+                n_items=len(ids), n_users=len(model.history_.user_ids),
                 n_events=int(model.history_.item_counts.sum()), created_at=time.time(), **(extra or {}))
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)

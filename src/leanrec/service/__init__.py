@@ -5,7 +5,7 @@
 
 from .config import ServiceConfig, load_config
 
-__all__ = ["ServiceConfig", "load_config", "create_app", "RecService"]
+__all__ = ["RecService", "ServiceConfig", "create_app", "load_config"]
 
 
 def __getattr__(name):

@@ -24,8 +24,18 @@ import orjson
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StringConstraints,
-                      TypeAdapter, ValidationError, field_validator)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from .config import ServiceConfig
 from .core import InputError, NotFound, RecService, check_timestamp, parse_filters
@@ -76,9 +86,9 @@ class EventBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user_id: Id
     item_id: Id
-    timestamp: Union[Finite, dt.datetime, None] = None
+    timestamp: Finite | dt.datetime | None = None
     kind: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")] = "view"
-    value: Union[Finite, None] = None
+    value: Finite | None = None
 
 
 class EventBatch(BaseModel):
@@ -88,7 +98,7 @@ class EventBatch(BaseModel):
 
 class ModelSwap(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: Union[str, None] = Field(description="A model folder written by `leanrec train`; null = content model")
+    path: str | None = Field(description="A model folder written by `leanrec train`; null = content model")
 
 
 _ITEM = TypeAdapter(ItemBody)

@@ -279,7 +279,7 @@ class Catalogue:
 
     @classmethod
     def restore(cls, meta: dict, graph: HNSWIndex | None, vectors: dict[str, np.ndarray], fields: dict[str, dict],
-                created_at: dict[str, float], counts: dict[str, float], **options) -> "Catalogue | None":
+                created_at: dict[str, float], counts: dict[str, float], **options) -> Catalogue | None:
         """Rebuild the in-memory state from a saved position map (vectors come from the
         store, the graph from disk); None when a live saved item has no vector."""
         cat = cls(int(meta["dim"]), **options)

@@ -48,11 +48,11 @@ class ServiceConfig:
     cache_users: int = 200_000         # profiles and seen-sets kept in memory (LRU)
     cold_start_new_share: float = 0.5  # share of a cold-start list taken by the newest items
 
-    def with_overrides(self, **values: Any) -> "ServiceConfig":
+    def with_overrides(self, **values: Any) -> ServiceConfig:
         """A copy with the given non-None values replaced (flags override the file)."""
         return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
 
-    def check(self) -> "ServiceConfig":
+    def check(self) -> ServiceConfig:
         if self.index not in ("auto", "exact", "hnsw"):
             raise ValueError(f"index must be auto, exact or hnsw, got {self.index!r}")
         for name in ("port", "hnsw_threshold", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search",

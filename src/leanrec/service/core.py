@@ -18,9 +18,9 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -127,7 +127,7 @@ class RecService:
         self._persister: threading.Thread | None = None
 
     # -- life cycle ------------------------------------------------------------------
-    def start(self, progress: Callable[[str, int, int], None] | None = None) -> "RecService":
+    def start(self, progress: Callable[[str, int, int], None] | None = None) -> RecService:
         """Migrate the store, sync API keys, load the model and restore the catalogue."""
         try:
             self.store.migrate()
@@ -455,7 +455,7 @@ class RecService:
         cat = self.cat
         ok = cat.allowed(None, mask)
         cand = np.flatnonzero(ok)
-        n_new = int(round(min(k, len(cand)) * self.config.cold_start_new_share))
+        n_new = round(min(k, len(cand)) * self.config.cold_start_new_share)
         popular = cand[np.lexsort((cand, -cat.counts[cand]))][:min(k, len(cand)) - n_new]
         rest = np.setdiff1d(cand, popular)
         newest = rest[np.lexsort((rest, -cat.created_at[rest]))][:n_new]

@@ -9,7 +9,7 @@ trained on the same data scores the same lists over HTTP as in Python.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -53,7 +53,7 @@ def import_dataset(service: RecService, ds: Dataset, *, item_batch: int = 1000, 
     if events and service.store.count("events") == 0:
         ev = ds.events.frame.assign(_pos=ds.item_positions).sort_values(["timestamp", "_pos"], kind="stable")
         recs = [{"user_id": str(u), "item_id": str(i), "ts": float(t), "kind": str(k or ""),
-                 "value": None if v != v else float(v)}
+                 "value": None if math.isnan(v) else float(v)}
                 for u, i, t, k, v in zip(ev["user_id"], ev["item_id"], ev["timestamp"], ev["kind"], ev["value"])]
         for lo in range(0, len(recs), event_batch):
             service.add_events(recs[lo:lo + event_batch])

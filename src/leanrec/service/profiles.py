@@ -38,7 +38,7 @@ class Profile:
     last_ts: float
 
     @classmethod
-    def empty(cls, dim: int) -> "Profile":
+    def empty(cls, dim: int) -> Profile:
         return cls(np.zeros(dim, np.float64), 0.0, 0, -math.inf)
 
     @property
@@ -48,7 +48,7 @@ class Profile:
             return np.zeros(len(self.total), np.float32)
         return (self.total / self.weight).astype(np.float32)
 
-    def folded(self, vectors: np.ndarray, timestamps: np.ndarray, gamma: float) -> "Profile":
+    def folded(self, vectors: np.ndarray, timestamps: np.ndarray, gamma: float) -> Profile:
         """A new profile with in-order events appended (O(d) each)."""
         total, weight = self.total.copy(), self.weight
         for v in vectors:
@@ -58,7 +58,7 @@ class Profile:
         return Profile(total, weight, self.n_events + len(vectors), max(self.last_ts, float(np.max(timestamps))))
 
     @classmethod
-    def from_history(cls, vectors: np.ndarray, timestamps: np.ndarray, half_life: float | None, dim: int) -> "Profile":
+    def from_history(cls, vectors: np.ndarray, timestamps: np.ndarray, half_life: float | None, dim: int) -> Profile:
         """The exact profile of a whole history given oldest first (what the library computes)."""
         if len(vectors) == 0:
             return cls.empty(dim)
@@ -71,6 +71,6 @@ class Profile:
                 "last_ts": float(self.last_ts if math.isfinite(self.last_ts) else 0.0)}
 
     @classmethod
-    def from_row(cls, row: dict) -> "Profile":
+    def from_row(cls, row: dict) -> Profile:
         return cls(np.frombuffer(row["vector"], np.float64).copy(), float(row["weight"]), int(row["n_events"]),
                    float(row["last_ts"]))

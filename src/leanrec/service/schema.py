@@ -16,8 +16,19 @@ Why each table exists:
 
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Boolean, Column, Float, Index, Integer, LargeBinary, MetaData,
-                        String, Table, Text)
+from sqlalchemy import (
+                        BigInteger,
+                        Boolean,
+                        Column,
+                        Float,
+                        Index,
+                        Integer,
+                        LargeBinary,
+                        MetaData,
+                        String,
+                        Table,
+                        Text,
+)
 
 ID_LEN = 256
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from sqlalchemy import create_engine, event, func, select, update
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from . import migrate
-from .schema import api_keys, counters, events, item_vectors, items, models, user_profiles
+from .schema import (
+    api_keys,
+    counters,
+    events,
+    item_vectors,
+    items,
+    models,
+    user_profiles,
+)
 
 
 class StoreError(RuntimeError):
