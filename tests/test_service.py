@@ -59,6 +59,24 @@ def test_health_ready_openapi(client):
     for p in ("/items/{item_id}", "/items", "/events", "/users/{user_id}/recommendations",
               "/items/{item_id}/similar", "/healthz", "/readyz", "/metrics", "/model"):
         assert p in paths
+    body = paths["/events"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert len(body["anyOf"]) == 3 and "user_id" in body["anyOf"][0]["properties"]
+    assert "$ref" not in str(body)
+    assert paths["/items/{item_id}"]["put"]["requestBody"]["content"]["application/json"]["schema"]["required"] == ["text"]
+
+
+def test_serve_refuses_to_start_on_a_broken_setup(tmp_path):
+    from typer.testing import CliRunner
+
+    from leanrec.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["serve", "--db", f"sqlite:///{tmp_path / 'a.db'}", "--model", str(tmp_path)])
+    assert r.exit_code == 2 and "not a leanrec model folder" in r.output
+    (tmp_path / "keys.txt").write_text("admin:abcdefghijklmnopqrstuvwxyz\n")
+    r = runner.invoke(app, ["serve", "--db", f"sqlite:///{tmp_path / 'a.db'}", "--api-key-file",
+                            str(tmp_path / "keys.txt")])
+    assert r.exit_code == 2 and "keys.txt, line 1" in r.output and "abcdefghij" not in r.output
 
 
 def test_sqlite_runs_in_wal_mode_and_migrations_are_versioned(client, tmp_path):

@@ -113,6 +113,13 @@ def serve(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cfg = _config(config, host=host, port=port, db=db, api_key_file=str(api_key_file) if api_key_file else None,
                   model=str(model) if model else None, data_dir=str(data_dir) if data_dir else None)
+    from .service.core import preflight
+
+    try:
+        preflight(cfg)
+    except (OSError, ValueError) as exc:
+        console.print(f"[red]cannot start the service: {exc}")
+        raise typer.Exit(2) from None
     app_ = create_app(cfg)
     console.print(f"leanrec service on http://{cfg.host}:{cfg.port} · store {cfg.db} · docs at /docs")
     uvicorn.run(app_, host=cfg.host, port=cfg.port, log_level=log_level, access_log=False,

@@ -102,10 +102,36 @@ class ModelSwap(BaseModel):
 
 
 _ITEM = TypeAdapter(ItemBody)
+_ANY_EVENTS = TypeAdapter(Union[EventBody, list[EventBody], EventBatch])
+_ANY_ITEMS = TypeAdapter(Union[ItemBatch, list[ItemWithId]])
 _ITEMS = TypeAdapter(ItemBatch)
 _EVENT = TypeAdapter(EventBody)
 _EVENTS = TypeAdapter(EventBatch)
 _SWAP = TypeAdapter(ModelSwap)
+
+
+def _inline(schema: dict) -> dict:
+    """A JSON schema with its ``$defs`` inlined, to embed in the OpenAPI document."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node):
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(dict(defs[ref.removeprefix("#/$defs/")]))
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return walk(schema)
+
+
+def _documents(adapter: TypeAdapter) -> dict:
+    """``openapi_extra`` for a route that parses its JSON body itself (for one-or-many
+    bodies and all-or-nothing batch errors): the body's schema still appears in /docs."""
+    return {"requestBody": {"required": True, "content": {
+        "application/json": {"schema": _inline(adapter.json_schema())}}}}
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -259,7 +285,7 @@ def create_app(config: ServiceConfig, *, encoder=None, start_in_background: bool
     Svc = Annotated[RecService, Depends(ready)]
 
     # -- items --------------------------------------------------------------------------
-    @app.put("/items/{item_id}", dependencies=[write], tags=["items"],
+    @app.put("/items/{item_id}", dependencies=[write], tags=["items"], openapi_extra=_documents(_ITEM),
              summary="Create or replace an item; it is encoded and recommendable when this returns")
     async def put_item(item_id: Annotated[str, Path(max_length=256)], request: Request, svc: Svc):
         _validate(TypeAdapter(Id), item_id, ["path", "item_id"])
@@ -269,7 +295,7 @@ def create_app(config: ServiceConfig, *, encoder=None, start_in_background: bool
         return _json({"item_id": item_id, "created": res[0]["created"], "seq": res[0]["seq"]},
                      201 if res[0]["created"] else 200)
 
-    @app.post("/items", dependencies=[write], tags=["items"],
+    @app.post("/items", dependencies=[write], tags=["items"], openapi_extra=_documents(_ANY_ITEMS),
               summary="Create or replace a batch of items (all or nothing)")
     async def post_items(request: Request, svc: Svc):
         data = await _body(request)
@@ -299,7 +325,7 @@ def create_app(config: ServiceConfig, *, encoder=None, start_in_background: bool
         return _json(await _call(svc.similar, item_id, k, parse_filters(filter)))
 
     # -- events -------------------------------------------------------------------------
-    @app.post("/events", dependencies=[write], tags=["events"],
+    @app.post("/events", dependencies=[write], tags=["events"], openapi_extra=_documents(_ANY_EVENTS),
               summary="Append one event, a list of events, or {\"events\": [...]} (all or nothing)")
     async def post_events(request: Request, svc: Svc):
         data = await _body(request)
@@ -347,7 +373,7 @@ def create_app(config: ServiceConfig, *, encoder=None, start_in_background: bool
     async def get_model(svc: Svc):
         return _json(svc.model_info())
 
-    @app.put("/model", dependencies=[write], tags=["model"],
+    @app.put("/model", dependencies=[write], tags=["model"], openapi_extra=_documents(_SWAP),
              summary="Serve another model folder; requests keep being answered during the swap")
     async def put_model(request: Request, svc: Svc):
         body = _validate(_SWAP, await _body(request), ["body"])

@@ -499,6 +499,25 @@ class RecService:
                 "index": cat.kind if cat else None, "cached_users": len(self._users)}
 
 
+def preflight(config: ServiceConfig) -> None:
+    """Fail fast, before the server binds, on what would otherwise surface as a service
+    that never becomes ready: an unreachable database, a broken key file or model folder."""
+    if config.api_key_file:
+        from .keys import read_key_file
+
+        read_key_file(config.api_key_file)
+    if config.model:
+        load_model_folder(config.model)
+    store = Store(config.db)
+    try:
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:
+        raise ConnectionError(f"cannot connect to the store {store.describe()}: {exc}") from None
+    finally:
+        store.close()
+
+
 def check_timestamp(ts: float, config: ServiceConfig, loc: list) -> None:
     now = time.time()
     if not math.isfinite(ts) or ts < config.min_timestamp or ts > now + config.max_future_s:
