@@ -21,13 +21,15 @@ What it does, in order:
    enter the server's cache: the steady state of a service that has been up for a while;
    the sweep's own figures are reported as "first touch"), then ``--warmup`` seconds of
    the measured workload.
-4. **Measurement.** Waits until the machine is quiet (no ``pytest`` process, 1-min load
-   average under ``--max-load``), then ``wrk --latency`` for ``--duration`` seconds, each
-   request for a uniformly random known user. A contamination check (pytest seen, CPU
-   used by other processes) repeats a spoiled attempt. Then an optional shorter phase
-   where ``--cold-share`` of the requests are for unknown users (cold-start lists).
-   Server-side latency comes from ``/metrics`` (``leanrec_request_seconds``, the delta
-   over the phase), peak RSS from ``/proc/PID/status`` (VmHWM).
+4. **Measurement.** Waits until the machine is quiet (no ``pytest`` process; other
+   processes idle over a 5-s sample; before the warm-up also a 1-min load average under
+   ``--max-load``), then ``wrk --latency`` for ``--duration`` seconds, each request for a
+   uniformly random known user. A contamination check (pytest seen, CPU used by other
+   processes, CPU stolen by the hypervisor) repeats a spoiled attempt. Then an optional
+   shorter phase where ``--cold-share`` of the requests are for unknown users (cold-start
+   lists), and short runs at other connection counts (``--curve``). Server-side latency comes from
+   ``/metrics`` (``leanrec_request_seconds``, the delta over each phase), peak RSS from
+   ``/proc/PID/status`` (VmHWM).
 5. **Report.** ``benchmarks/results/service_load.json`` and ``.md``: command, date,
    machine, versions, parameters, figures, and whether each target is met
    (>= 500 requests/s, p99 <= 50 ms, zero errors).
@@ -76,8 +78,14 @@ def work_key(args) -> str:
 def populate(folder: Path, args) -> dict:
     """Fill a fresh store through the in-process service; returns timings."""
     import numpy as np
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-        TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from leanrec.data.interactions import generate_events
     from leanrec.data.products import generate_products
@@ -139,8 +147,11 @@ def populate(folder: Path, args) -> dict:
             timings["persist_s"] = round(time.perf_counter() - t, 2)
     stats = svc.stats()
     timings["total_s"] = round(time.perf_counter() - t0, 2)
+    enc = svc.encoder  # a CachedEncoder: how many titles were really encoded
     return {"timings": timings, "n_items": len(items), "n_events": len(events), "n_users": args.users,
-            "index": stats["index"], "encoder_threads": args.populate_threads}
+            "index": stats["index"], "encoder_threads": args.populate_threads,
+            "titles_encoded": getattr(enc, "total_misses", None),
+            "titles_from_embedding_cache": getattr(enc, "total_hits", None)}
 
 
 def ensure_store(args) -> tuple[Path, dict]:
@@ -242,11 +253,12 @@ def cpu_ticks(pid: int) -> int:
         return 0
 
 
-def cpu_busy_total() -> int:
-    """Busy clock ticks of the whole machine (every CPU), from /proc/stat."""
-    vals = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-    return sum(vals[:8]) - idle
+def cpu_stat() -> dict[str, int]:
+    """Clock ticks of the whole machine (every CPU) from /proc/stat: busy (user, system,
+    irq, softirq), and steal (time the hypervisor gave this VM's CPUs to someone else)."""
+    vals = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]] + [0] * 8
+    user, nice, system, _idle, _iowait, irq, softirq, steal = vals[:8]
+    return {"busy": user + nice + system + irq + softirq, "irq": irq + softirq, "steal": steal}
 
 
 # -- wrk ---------------------------------------------------------------------------------------
@@ -304,7 +316,7 @@ def parse_wrk(out: str) -> dict:
     if m:
         r["latency_avg_ms"], r["latency_stdev_ms"], r["latency_max_ms"] = (_ms(m.group(i)) for i in (1, 2, 3))
     for q in ("50", "75", "90", "99"):
-        m = re.search(rf"^\s+{q}%\s+(\S+)\s*$", out, re.M)
+        m = re.search(rf"^\s+{q}%\s+(\S+)\s*$", out, re.MULTILINE)
         if m:
             r[f"p{q}_ms"] = _ms(m.group(1))
     m = re.search(r"(\d+) requests in ([\d.]+\w+), ([\d.]+\w+) read", out)
@@ -319,7 +331,7 @@ def parse_wrk(out: str) -> dict:
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     if m:
         r["requests_per_s"] = float(m.group(1))
-    m = re.search(r"^LEANREC_JSON (\{.*\})$", out, re.M)
+    m = re.search(r"^LEANREC_JSON (\{.*\})$", out, re.MULTILINE)
     if m:
         x = json.loads(m.group(1))
         r["exact"] = {"duration_s": x["duration_us"] / 1e6, "requests": x["requests"], "bytes": x["bytes"],
@@ -379,7 +391,7 @@ def route_histogram(text: str) -> dict:
 
 
 def gauge(text: str, name: str) -> float | None:
-    m = re.search(rf"^{name} ([\d.e+-]+)$", text, re.M)
+    m = re.search(rf"^{name} ([\d.e+-]+)$", text, re.MULTILINE)
     return float(m.group(1)) if m else None
 
 
@@ -418,21 +430,80 @@ def pytest_pids() -> list[int]:
     return [int(p) for p in r.stdout.split() if int(p) != os.getpid()]
 
 
-def wait_quiet(args, why: str) -> dict:
-    """Poll until no pytest runs and the 1-min load is low (or give up after --quiet-timeout)."""
+def process_ticks() -> dict[int, int]:
+    """utime + stime (clock ticks) of every process now."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            t = cpu_ticks(int(d.name))
+            if t:
+                out[int(d.name)] = t
+    return out
+
+
+class OtherCPU:
+    """CPU time used by processes other than the excluded ones (this script, the server,
+    wrk, and this script's short-lived children), from /proc/PID/stat snapshots: a process
+    seen only later counts in full, so a test run starting mid-phase is caught."""
+
+    def __init__(self, exclude: set[int]):
+        self.exclude = set(exclude) | {os.getpid()}
+        self.first = process_ticks()
+        self.last = dict(self.first)
+
+    def sample(self) -> None:
+        self.last.update(process_ticks())
+
+    def seconds(self, also_exclude: set[int] = frozenset()) -> tuple[float, dict[int, float]]:
+        hz = os.sysconf("SC_CLK_TCK")
+        skip = self.exclude | set(also_exclude)
+        per = {pid: (t - self.first.get(pid, 0)) / hz for pid, t in self.last.items()
+               if pid not in skip and _parent(pid) != os.getpid()}
+        per = {pid: v for pid, v in per.items() if v > 0}
+        return sum(per.values()), per
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _command(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:120].strip()
+        return cmd or f"[{Path(f'/proc/{pid}/comm').read_text().strip()}]"
+    except OSError:
+        return "?"
+
+
+def wait_quiet(args, why: str, server_pid: int, use_load: bool) -> dict:
+    """Poll until no pytest runs and other processes are idle over a 5-s sample (and, with
+    ``use_load``, the 1-min load average is under --max-load: only meaningful before this
+    script has put load on the machine itself). Gives up after --quiet-timeout."""
     t0 = time.time()
     while True:
+        watch, stat0 = OtherCPU({server_pid}), cpu_stat()
+        time.sleep(5.0)
+        watch.sample()
+        other, per = watch.seconds()
+        steal = (cpu_stat()["steal"] - stat0["steal"]) / os.sysconf("SC_CLK_TCK") / 5.0
         load = os.getloadavg()
         busy = pytest_pids()
-        if not busy and load[0] <= args.max_load:
-            return {"quiet": True, "waited_s": round(time.time() - t0), "loadavg": [round(x, 2) for x in load]}
+        share = other / 5.0
+        state = {"waited_s": round(time.time() - t0), "loadavg": [round(x, 2) for x in load],
+                 "other_cpu_share_5s": round(share, 3), "steal_share_5s": round(steal, 3)}
+        if (not busy and share <= args.max_other_cpu and steal <= args.max_other_cpu
+                and (not use_load or load[0] <= args.max_load)):
+            return {"quiet": True, **state}
         if time.time() - t0 >= args.quiet_timeout:
-            log(f"machine still busy after {args.quiet_timeout:.0f} s (load {load[0]:.2f}, pytest pids {busy}); "
-                "going ahead, flagged in the results")
-            return {"quiet": False, "waited_s": round(time.time() - t0), "loadavg": [round(x, 2) for x in load],
-                    "pytest_pids": busy}
-        log(f"{why}: waiting for a quiet machine (load {load[0]:.2f} > {args.max_load} or pytest running: "
-            f"{busy or 'no'}); next check in {args.quiet_poll:.0f} s")
+            log(f"machine still busy after {args.quiet_timeout:.0f} s; going ahead, flagged in the results")
+            return {"quiet": False, "pytest_pids": busy, **state}
+        top = sorted(per.items(), key=lambda kv: -kv[1])[:3]
+        log(f"{why}: waiting for a quiet machine (load {load[0]:.2f}, pytest {busy or 'no'}, steal {steal:.0%}, "
+            f"other processes {share:.0%} of a CPU: {[(_command(p), round(v, 1)) for p, v in top]}); next check in "
+            f"{args.quiet_poll:.0f} s")
         time.sleep(args.quiet_poll)
 
 
@@ -448,30 +519,39 @@ class Watch:
     def _loop(self) -> None:
         while not self._stop.wait(2.0):
             self.pytest_seen.update(pytest_pids())
+            self.other.sample()
 
-    def __enter__(self) -> "Watch":
+    def __enter__(self) -> Watch:
         self.t0 = time.perf_counter()
-        self.busy0, self.server0, self.self0 = cpu_busy_total(), cpu_ticks(self.server_pid), cpu_ticks(os.getpid())
+        self.stat0, self.server0 = cpu_stat(), cpu_ticks(self.server_pid)
+        self.other = OtherCPU({self.server_pid})
         self.load_start = [round(x, 2) for x in os.getloadavg()]
         self._thread.start()
         return self
 
-    def finish(self, wrk_ticks: int) -> dict:
+    def finish(self, wrk_ticks: int, wrk_pid: int) -> dict:
         self._stop.set()
         self._thread.join()
+        self.other.sample()
         hz = os.sysconf("SC_CLK_TCK")
         wall = time.perf_counter() - self.t0
-        busy = (cpu_busy_total() - self.busy0) / hz
+        stat = cpu_stat()
+        busy, irq, steal = ((stat[k] - self.stat0[k]) / hz for k in ("busy", "irq", "steal"))
         server = (cpu_ticks(self.server_pid) - self.server0) / hz
-        me = (cpu_ticks(os.getpid()) - self.self0) / hz
         wrk = wrk_ticks / hz
-        other = max(busy - server - wrk - me, 0.0)
+        other, per = self.other.seconds({wrk_pid})
+        top = sorted(per.items(), key=lambda kv: -kv[1])[:5]
         return {"wall_s": round(wall, 1), "loadavg_start": self.load_start,
                 "loadavg_end": [round(x, 2) for x in os.getloadavg()],
                 "cpu_s": {"all": round(busy, 1), "server": round(server, 1), "wrk": round(wrk, 1),
-                          "this_script": round(me, 1), "other": round(other, 1)},
+                          "other_processes": round(other, 1),
+                          "kernel_and_rest": round(max(busy - server - wrk - other, 0.0), 1),
+                          "irq_softirq": round(irq, 1), "steal": round(steal, 1)},
+                "steal_cpu_share": round(steal / wall, 3),
                 "server_cpu_share": round(server / wall, 3), "wrk_cpu_share": round(wrk / wall, 3),
-                "other_cpu_share": round(other / wall, 3), "pytest_seen": sorted(self.pytest_seen)}
+                "other_cpu_share": round(other / wall, 3),
+                "other_top": [{"pid": p, "cpu_s": round(v, 2), "command": _command(p)} for p, v in top],
+                "pytest_seen": sorted(self.pytest_seen)}
 
 
 def wrk_with_watch(server: Server, script: Path, duration: float, args, label: str,
@@ -485,7 +565,7 @@ def wrk_with_watch(server: Server, script: Path, duration: float, args, label: s
     r1 = os.times()
     hz = os.sysconf("SC_CLK_TCK")
     wrk_ticks = int(round(((r1.children_user - r0.children_user) + (r1.children_system - r0.children_system)) * hz))
-    res["machine"] = watch.finish(wrk_ticks)
+    res["machine"] = watch.finish(wrk_ticks, res["pid"])
     res["server_side"] = histogram_delta(before, route_histogram(server.metrics()))
     return res
 
@@ -533,14 +613,25 @@ def targets(s: dict) -> dict:
 
 def _quiet_text(q: dict) -> str:
     state = "quiet" if q["quiet"] else "NOT quiet (gave up waiting)"
-    return f"{state} after waiting {q['waited_s']} s, load average {q['loadavg']}"
+    other, steal = q.get("other_cpu_share_5s"), q.get("steal_share_5s")
+    extra = f" (others {other:.0%} of a CPU, steal {steal:.0%})" if other is not None and steal is not None else ""
+    return f"{state} after waiting {q['waited_s']} s{extra}"
+
+
+def _timings_text(store: dict) -> str:
+    t = store["timings"]
+    parts = [f"{k[:-2]} {v} s" for k, v in t.items() if k.endswith("_s") and k != "total_s"]
+    if store.get("titles_encoded") is not None:
+        parts.append(f"{store['titles_encoded']:,} titles encoded, {store['titles_from_embedding_cache']:,} "
+                     "from the embedding cache")
+    return "; ".join(parts)
 
 
 def write_markdown(path: Path, rep: dict) -> None:
     m = rep["phases"]["measured"]
     s = m["summary"]
     t = rep["targets"]
-    ok = lambda b: "**met**" if b else "**NOT met**"  # noqa: E731
+    ok = lambda b: "**met**" if b else "**NOT met**"
     lines = [
         f"# Service load test: `GET /users/{{id}}/recommendations`, {rep['parameters']['items']:,} items",
         "",
@@ -569,7 +660,7 @@ def write_markdown(path: Path, rep: dict) -> None:
         "| phase | requests/s | p50 ms | p75 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, ph in rep["phases"].items():
+    for ph in rep["phases"].values():
         x = ph["summary"]
         lat = x["latency_ms"]
         lines.append(f"| {ph['label']} | {x['requests_per_s']:,.1f} | {lat['p50']} | {lat['p75']} | {lat['p90']} | "
@@ -577,7 +668,7 @@ def write_markdown(path: Path, rep: dict) -> None:
     lines += ["", "Server side (`leanrec_request_seconds` for the route, delta over each phase; "
               "quantiles interpolated within histogram buckets):", "",
               "| phase | requests | mean ms | p50 ms | p90 ms | p99 ms | statuses |", "|---|---|---|---|---|---|---|"]
-    for name, ph in rep["phases"].items():
+    for ph in rep["phases"].values():
         v = ph["server_side"]
         lines.append(f"| {ph['label']} | {v['requests']:,} | {v['mean_ms']} | {v['p50_ms']} | {v['p90_ms']} | "
                      f"{v['p99_ms']} | {', '.join(f'{k}: {c:,}' for k, c in v['status'].items())} |")
@@ -588,12 +679,18 @@ def write_markdown(path: Path, rep: dict) -> None:
         "## Conditions",
         "",
         f"- Machine: {rep['machine']['cpu_model']}, {rep['machine']['cpus']} CPUs, {rep['machine']['memory']} RAM.",
-        f"- Load average at the start of the measured phase: {mw['loadavg_start']} (1, 5, 15 min); "
-        f"quiet check before it: {_quiet_text(rep['quiet_check']['before_measured'])}; before the warm-up: "
-        f"{_quiet_text(rep['quiet_check']['before_warmup'])}.",
+        f"- Load average (1, 5, 15 min) before the warm-up: "
+        f"{rep['quiet_check']['before_warmup']['loadavg']}; at the start of the measured phase: "
+        f"{mw['loadavg_start']} (this includes the benchmark's own warm-up: server and wrk busy). "
+        f"Quiet checks (no pytest, other processes idle over 5 s): before the warm-up "
+        f"{_quiet_text(rep['quiet_check']['before_warmup'])}; before the measured phase "
+        f"{_quiet_text(rep['quiet_check']['before_measured'])}.",
         f"- CPU during the measured phase: server {mw['cpu_s']['server']} s ({mw['server_cpu_share']:.0%} of one "
-        f"CPU), wrk {mw['cpu_s']['wrk']} s ({mw['wrk_cpu_share']:.0%}), other processes {mw['cpu_s']['other']} s "
-        f"({mw['other_cpu_share']:.0%}); pytest seen: {mw['pytest_seen'] or 'no'}.",
+        f"CPU), wrk {mw['cpu_s']['wrk']} s ({mw['wrk_cpu_share']:.0%}), other processes "
+        f"{mw['cpu_s']['other_processes']} s "
+        f"({mw['other_cpu_share']:.0%}), kernel and the rest (loopback networking, interrupts) "
+        f"{mw['cpu_s']['kernel_and_rest']} s, CPU stolen by the hypervisor {mw['cpu_s'].get('steal', '?')} s; "
+        f"pytest seen: {mw['pytest_seen'] or 'no'}.",
         f"- Pinning: {rep['pinning']}",
         f"- Server: one uvicorn process, `{srv['command']}`; index {srv['ready']['index']} over "
         f"{srv['ready']['items']:,} items; ready {srv['ready']['startup_s']} s after launch; "
@@ -603,11 +700,20 @@ def write_markdown(path: Path, rep: dict) -> None:
         f"- Store: {rep['store']['n_items']:,} generated products (titles encoded by MiniLM-L6 int8 ONNX, 384-d), "
         f"{rep['store']['n_events']:,} generated events of {rep['store']['n_users']:,} users; "
         f"{'reused' if rep['store']['reused'] else 'built by this run'}; population wall time "
-        f"{rep['store']['timings']['total_s']} s ({rep['store']['timings']}).",
+        f"{rep['store']['timings']['total_s']} s ({_timings_text(rep['store'])}).",
         f"- Workload: each request for a uniformly random known user, `k={rep['parameters']['k']}`, "
         f"seen items excluded; every user was requested once (warm-up sweep) before the measurement, "
         f"so profiles are in the server's memory.",
-        f"- Attempts discarded for contamination: {rep['discarded_attempts'] or 'none'}.",
+        f"- Reported attempt: {m.get('attempt', 1)} of {1 + len(rep['discarded_attempts'])}; "
+        + (f"**disturbed: {'; '.join(m['contaminated'])}** (every attempt was; this is the least disturbed one)"
+           if m.get("contaminated") else "undisturbed (no pytest, other processes and steal under "
+           f"{rep['parameters'].get('max_other_cpu', 0.05):.0%} of a CPU)") + ".",
+        "- Other attempts: " + ("; ".join(
+            f"attempt {d['attempt']} ({', '.join(d['why'])}: {d['summary']['requests_per_s']} requests/s, "
+            f"p99 {d['summary']['latency_ms']['p99']} ms)" for d in rep["discarded_attempts"]) or "none") + ".",
+        "- wrk is closed-loop: each connection sends its next request when the previous answer arrives, so "
+        "a server stall delays at most one request per connection (coordinated omission); an open-loop "
+        "client at the same rate would see more requests delayed by the same stall.",
         "",
         "## Versions",
         "",
@@ -654,7 +760,8 @@ def main() -> None:
     ap.add_argument("--quiet-timeout", type=float, default=900.0)
     ap.add_argument("--attempts", type=int, default=3, help="measured-phase attempts when one is contaminated")
     ap.add_argument("--max-other-cpu", type=float, default=0.05,
-                    help="a measured phase where other processes used more than this share of a CPU is repeated")
+                    help="a measured phase where other processes used more than this share of a CPU is repeated "
+                         "(also the idle threshold of the quiet check)")
     ap.add_argument("--startup-timeout", type=float, default=900.0)
     ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--out", type=Path, default=RESULTS / "service_load", help="writes OUT.json and OUT.md")
@@ -688,7 +795,7 @@ def main() -> None:
             raise SystemExit(f"unexpected answer for an unknown user: {st2} {body2[:300]!r}")
         sample = {"known_user_0": known, "unknown_user": {k: unknown[k] for k in ("model", "cold_start")}}
 
-        quiet0 = wait_quiet(args, "before the warm-up")
+        quiet0 = wait_quiet(args, "before the warm-up", server.proc.pid, use_load=True)
         # Warm-up 1: sweep every user once (first touch: profile + history read from the store).
         done, rounds = 0, []
         while done < args.users:
@@ -711,22 +818,31 @@ def main() -> None:
 
         # Measured phase, repeated if something else ran meanwhile.
         script = write_lua(folder, "measure", args)
+        attempts = []
         for attempt in range(1, args.attempts + 1):
-            quiet = wait_quiet(args, f"before measured attempt {attempt}")
+            quiet = wait_quiet(args, f"before measured attempt {attempt}", server.proc.pid, use_load=False)
             res = wrk_with_watch(server, script, args.duration, args, f"MEASURED phase, attempt {attempt}")
             mw = res["machine"]
             spoiled = [why for why, bad in (("pytest ran", bool(mw["pytest_seen"])),
                                             (f"other processes used {mw['other_cpu_share']:.0%} of a CPU",
-                                             mw["other_cpu_share"] > args.max_other_cpu)) if bad]
-            if not spoiled or attempt == args.attempts:
+                                             mw["other_cpu_share"] > args.max_other_cpu),
+                                            (f"the hypervisor stole {mw['steal_cpu_share']:.0%} of a CPU",
+                                             mw["steal_cpu_share"] > args.max_other_cpu)) if bad]
+            attempts.append((attempt, res, quiet, spoiled))
+            if not spoiled:
                 break
-            log(f"attempt {attempt} contaminated ({'; '.join(spoiled)}): {summary(res)}; repeating")
-            discarded.append({"attempt": attempt, "why": spoiled, "summary": summary(res), "machine": mw})
-        measured_spoiled = spoiled
+            log(f"attempt {attempt} contaminated ({'; '.join(spoiled)}): {summary(res)}"
+                + ("; repeating" if attempt < args.attempts else ""))
+        # The clean attempt, or else the least disturbed one (pytest, then other + stolen CPU).
+        attempt, res, quiet, spoiled = min(attempts, key=lambda a: (
+            bool(a[3]), bool(a[1]["machine"]["pytest_seen"]),
+            a[1]["machine"]["other_cpu_share"] + a[1]["machine"]["steal_cpu_share"]))
+        discarded = [{"attempt": n, "why": why, "summary": summary(r), "machine": r["machine"]}
+                     for n, r, _, why in attempts if n != attempt]
         phases["measured"] = {"label": f"**measured**, random known users ({args.duration:.0f} s)",
                               "summary": summary(res), "server_side": res["server_side"],
                               "wrk": {"command": res["command"], "output": res["output"]}, "machine": res["machine"],
-                              "quiet_check": quiet, "contaminated": measured_spoiled}
+                              "quiet_check": quiet, "attempt": attempt, "contaminated": spoiled}
         log(f"measured: {summary(res)}")
         if args.cold_duration > 0:
             script = write_lua(folder, "cold", args, cold_share=args.cold_share, seed=args.seed + 2)
@@ -759,7 +875,7 @@ def main() -> None:
     rep = {
         "benchmark": "service_load",
         "command": command,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "versions": versions(),
         "parameters": {"items": args.items, "users": args.users, "events_per_user": list(args.events),
@@ -768,6 +884,7 @@ def main() -> None:
                        "server_cpus": args.server_cpus if args.pin else None,
                        "wrk_cpus": args.wrk_cpus if args.pin else None, "cold_share": args.cold_share,
                        "cold_duration_s": args.cold_duration, "curve_connections": args.curve,
+                       "max_other_cpu": args.max_other_cpu, "attempts": args.attempts,
                        "curve_duration_s": args.curve_duration, "encoder": ENCODER,
                        "service_defaults": "index auto (HNSW from 20k items, M=32, efConstruction=100, efSearch=64),"
                                            " half_life 8 events"},

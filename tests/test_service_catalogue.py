@@ -105,3 +105,42 @@ def test_save_and_restore_round_trip(tmp_path):
     assert back.filter_mask([("cat", "c1")]).sum() == cat.filter_mask([("cat", "c1")]).sum()
     vecs.pop("i2")
     assert Catalogue.restore(meta, graph, vecs, fields, {}, {}, index="hnsw") is None
+
+
+def test_graph_fast_path_equals_the_general_path():
+    cat = _fill("hnsw")
+    for k in range(0, 3000, 11):
+        cat.remove(f"i{k}")
+    q = cat.vector("i5")
+    seen = np.array([cat.pos[f"i{k}"] for k in range(1, 400, 3) if f"i{k}" in cat.pos] * 2)  # repeats too
+    everything = np.ones(cat.n, bool)
+    fast = cat.search(q, 30, exclude=seen)
+    general = cat.search(q, 30, exclude=seen, mask=everything)
+    np.testing.assert_array_equal(fast[0], general[0])
+    assert not np.isin(fast[0], seen).any() and cat.alive[fast[0]].all()
+    # nearly everything excluded: the exact fallback still answers the few that are left
+    left = np.array(sorted(cat.pos.values()))
+    pos, _ = cat.search(q, 10, exclude=left[3:])
+    assert sorted(pos.tolist()) == left[:3].tolist()
+
+
+def test_cached_user_state_stays_out_of_the_garbage_collector(tmp_path):
+    import gc
+
+    from _service import HashEncoder
+    from leanrec.service.config import ServiceConfig
+    from leanrec.service.core import RecService
+
+    svc = RecService(ServiceConfig(db=f"sqlite:///{tmp_path / 's.db'}", data_dir=str(tmp_path / "d")),
+                     encoder=HashEncoder()).start()
+    try:
+        svc.upsert_items([{"item_id": "a", "text": "red apple", "fields": {}}])
+        svc.add_events([{"user_id": "u", "item_id": "a", "ts": 1.0, "kind": "view", "value": None}])
+        svc.recommend("u", 5)
+        svc.recommend("unknown", 5)
+        gc.collect()
+        gc.collect()  # inner tuples are untracked by the first pass, the outer ones by the second
+        assert not any(gc.is_tracked(v) for v in svc._users.values())
+        assert svc._user_state("u").profile.n_events == 1
+    finally:
+        svc.stop()

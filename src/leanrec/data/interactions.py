@@ -44,7 +44,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["generate_events", "DEFAULT_START_TS", "KINDS"]
+__all__ = ["DEFAULT_START_TS", "KINDS", "generate_events"]
 
 DEFAULT_START_TS = 1_704_067_200.0  # 2024-01-01T00:00:00Z
 KINDS = ("view", "cart", "purchase")

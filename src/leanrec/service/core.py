@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -99,10 +100,12 @@ class Scoring:
         return arr
 
 
-@dataclass
-class UserState:
+class UserState(NamedTuple):
+    """What a read needs about a user; cached as plain tuples (see ``_remember``), so the
+    user cache does not lengthen garbage-collector pauses as it grows."""
+
     profile: Profile | None
-    seen: set
+    seen: tuple  # item ids, each once
 
 
 class RecService:
@@ -113,7 +116,7 @@ class RecService:
         self._injected_encoder = encoder
         self._write = threading.RLock()
         self._state = threading.RLock()
-        self._users: OrderedDict[str, UserState] = OrderedDict()
+        self._users: OrderedDict[str, tuple] = OrderedDict()  # user id -> UserState as plain tuples
         self.encoder = None
         self.encoder_spec: dict | None = None
         self.cat: Catalogue | None = None
@@ -356,7 +359,7 @@ class RecService:
                     prof = prof.folded(np.stack([cat.vector(e["item_id"]) for e in evs_sorted]), ts, gamma)
                 else:  # an event from the past: recompute this user's profile exactly
                     prof = self._profile_from(self.store.history(user) + [(e["item_id"], e["ts"]) for e in evs_sorted])
-                new_states[user] = UserState(prof, state.seen | {e["item_id"] for e in evs})
+                new_states[user] = UserState(prof, tuple(dict.fromkeys(state.seen + tuple(e["item_id"] for e in evs))))
                 rows.append(prof.to_row(self.pid, user))
             last_id = self.store.add_events(
                 [{"user_id": e["user_id"], "item_id": e["item_id"], "ts": e["ts"], "kind": e["kind"],
@@ -380,8 +383,9 @@ class RecService:
         return Profile.from_history(V, np.array([t for _, t in live]), self.scoring.half_life, self.cat.dim)
 
     def _user_state(self, user_id: str) -> UserState:
-        st = self._users.get(user_id)
-        if st is not None:
+        raw = self._users.get(user_id)
+        if raw is not None:
+            st = UserState(Profile(*raw[0]) if raw[0] is not None else None, raw[1])
             with self._state:
                 if user_id in self._users:
                     self._users.move_to_end(user_id)
@@ -392,7 +396,7 @@ class RecService:
             prof = Profile.from_row(row)
         else:  # no profile yet under this model (new user, or a model swap changed the decay)
             prof = self._profile_from(history)
-        st = UserState(prof, {i for i, _ in history})
+        st = UserState(prof, tuple(dict.fromkeys(i for i, _ in history)))
         with self._state:
             self._remember(user_id, st)
         return st
@@ -402,7 +406,9 @@ class RecService:
         return user_id in self._users
 
     def _remember(self, user_id: str, st: UserState) -> None:
-        self._users[user_id] = st
+        # stored as plain tuples: CPython stops tracking a tuple of untracked values (arrays,
+        # numbers, strings) once a collection has looked at it, but never a tuple subclass
+        self._users[user_id] = (tuple(st.profile) if st.profile is not None else None, tuple(st.seen))
         self._users.move_to_end(user_id)
         while len(self._users) > self.config.cache_users:
             self._users.popitem(last=False)
@@ -454,11 +460,11 @@ class RecService:
         (a ``cold_start_new_share`` of the slots), score log(1 + events)."""
         cat = self.cat
         ok = cat.allowed(None, mask)
-        cand = np.flatnonzero(ok)
-        n_new = round(min(k, len(cand)) * self.config.cold_start_new_share)
-        popular = cand[np.lexsort((cand, -cat.counts[cand]))][:min(k, len(cand)) - n_new]
-        rest = np.setdiff1d(cand, popular)
-        newest = rest[np.lexsort((rest, -cat.created_at[rest]))][:n_new]
+        n_ok = int(np.count_nonzero(ok))
+        n_new = round(min(k, n_ok) * self.config.cold_start_new_share)
+        popular, _ = _top(np.where(ok, cat.counts[:cat.n], -np.inf), np.arange(cat.n), min(k, n_ok) - n_new)
+        ok[popular] = False
+        newest, _ = _top(np.where(ok, cat.created_at[:cat.n], -np.inf), np.arange(cat.n), n_new)
         order, a, b = [], list(popular), list(newest)
         while (a or b) and len(order) < k:
             if a:

@@ -12,7 +12,7 @@ which gives the same vector the library would.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -30,8 +30,10 @@ def decay_factor(half_life: float | None) -> float:
     return 0.5 ** (1.0 / half_life)
 
 
-@dataclass
-class Profile:
+class Profile(NamedTuple):
+    """Immutable; the service caches it as a plain tuple (``tuple(profile)``), which the
+    garbage collector stops tracking, so 100k cached profiles add nothing to GC pauses."""
+
     total: np.ndarray      # float64[d]: Σ γ^age V
     weight: float          # Σ γ^age
     n_events: int
