@@ -138,6 +138,22 @@ def demo(
                   f"results in {out / 'results.json'} · lists in {out / 'recs'}")
 
 
+def _tuned_model(model: str, results: Optional[Path]):
+    """(estimator, tuned params per model, the params chosen for ``model``): the demo's
+    warm-protocol choices from ``results`` (default ``out/results.json``) when it exists,
+    else the first point of the model's grid."""
+    from .experiment import ExperimentConfig, model_grid
+
+    path = results or Path("out/results.json")
+    tuned = json.loads(path.read_text())["models"] if path.exists() else {}
+    params = {name: run["warm"]["params"] for name, run in tuned.items() if "warm" in run}
+    try:
+        estimator, grid = model_grid(model, ExperimentConfig(), params)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return estimator, params, params.get(model) or grid[0]
+
+
 @app.command()
 def recommend(
     user: str = typer.Option(..., "--user", help="User id."),
@@ -149,26 +165,18 @@ def recommend(
 ) -> None:
     """Top-k items for a user, fitted on all of the data set's events."""
     from .data.schema import coerce_ids_like
-    from .experiment import ExperimentConfig, model_grid
 
     import pandas as pd
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if k < 1:
         raise typer.BadParameter(f"-k must be at least 1, got {k}")
-    path = results or Path("out/results.json")
-    tuned = json.loads(path.read_text())["models"] if path.exists() else {}
-    params = {name: run["warm"]["params"] for name, run in tuned.items() if "warm" in run}
-    try:
-        estimator, grid = model_grid(model, ExperimentConfig(), params)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+    estimator, _, chosen = _tuned_model(model, results)
     ds = _load(dataset)
     user_id = coerce_ids_like(pd.Series([user]), ds.events.frame["user_id"]).iloc[0]
     if user_id is None or user_id not in set(ds.events.frame["user_id"]):
         console.print(f"[red]unknown user {user!r} in {dataset}")
         raise typer.Exit(2)
-    chosen = params.get(model) or grid[0]
     with console.status(f"fitting {model} {chosen} on {len(ds.events)} events"):
         fitted = estimator.set_params(**chosen).fit(ds)
     recs = fitted.recommend(user_id, k=k)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from .cli import _load, _progress, app, console
+from .cli import _load, _progress, _tuned_model, app, console
 
 store_app = typer.Typer(no_args_is_help=True, help="The service's database: import data sets.")
 app.add_typer(store_app, name="store")
@@ -35,18 +35,10 @@ def train(
     dataset: str = typer.Option("ml-100k"),
 ) -> None:
     """Fit a model on every event of the data set and save it as a model folder."""
-    from .experiment import ExperimentConfig, model_grid
     from .models.persist import save_model
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    path = results or Path("out/results.json")
-    tuned = json.loads(path.read_text())["models"] if path.exists() else {}
-    params = {name: run["warm"]["params"] for name, run in tuned.items() if "warm" in run}
-    try:
-        estimator, grid = model_grid(model, ExperimentConfig(), params)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
-    chosen = params.get(model) or grid[0]
+    estimator, _, chosen = _tuned_model(model, results)
     ds = _load(dataset)
     with console.status(f"fitting {model} {chosen} on {len(ds.events)} events"):
         fitted = estimator.set_params(**chosen).fit(ds)
