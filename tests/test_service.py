@@ -10,7 +10,6 @@ import pytest
 from _service import READ_KEY, WRITE_KEY, HashEncoder, write_keys
 from fastapi.testclient import TestClient
 
-from leanrec.models.content import ContentRecommender
 from leanrec.service import ServiceConfig, create_app
 from leanrec.service.core import RecService
 from leanrec.service.profiles import Profile, decay_factor
@@ -253,7 +252,6 @@ def test_profiles_fold_in_o_d_and_equal_the_library_user_vector(tmp_path):
 
         w = decay_weights(12, half_life)
         np.testing.assert_allclose(exact.vector, (w @ V) / w.sum(), rtol=1e-5, atol=1e-6)
-    assert ContentRecommender  # the formula above is the library's (models/content.py)
 
 
 def test_out_of_order_event_recomputes_the_profile_exactly(tmp_path):

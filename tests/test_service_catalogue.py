@@ -48,7 +48,7 @@ def test_hnsw_agrees_with_exact_search():
     for cat in (exact, hnsw):
         for k in range(0, 3000, 7):
             cat.remove(f"i{k}")
-        cat.upsert(["new"], exact_vec := _data()[1][3:4], [{"cat": "c0"}], [1.0])
+        cat.upsert(["new"], _data()[1][3:4], [{"cat": "c0"}], [1.0])
     rng = np.random.default_rng(3)  # user-like queries: near the items, not random directions
     queries = _data()[1][rng.choice(3000, 50)] + 0.2 * rng.normal(size=(50, 24)).astype(np.float32)
     got = np.stack([hnsw.search(q, 10)[0] for q in queries])
@@ -59,7 +59,6 @@ def test_hnsw_agrees_with_exact_search():
         return np.vectorize(lambda p: number.get(cat.ids[p]) or int(cat.ids[p][1:]))(pos)
 
     assert recall_at_k(to_ids(got, hnsw), to_ids(want, exact), 10) >= 0.95
-    assert exact_vec.shape == (1, 24)
 
 
 def test_selective_filters_and_inverted_index_follow_changes():
@@ -83,7 +82,7 @@ def test_exact_mode_switches_to_hnsw_at_the_threshold_and_compacts():
     assert cat.kind == "exact"
     for k in range(200):
         cat.remove(ids[k])
-    assert cat.n_dead == 0 or cat.n_dead <= cat.n // 4  # tombstones dropped by compaction
+    assert 0 < cat.n_dead <= max(64, cat.n // 4)  # compaction keeps tombstones under the bound
     cat.upsert(ids[400:], V[400:], fields[400:], [0.0] * 200)
     assert cat.kind == "exact" and cat.n_alive == 400
     cat.upsert(ids[:100], V[:100], fields[:100], [0.0] * 100)

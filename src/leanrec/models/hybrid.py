@@ -15,7 +15,7 @@ from .content import ContentRecommender
 from .ease import EASE
 
 
-def _zscore(scores: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
+def zscore(scores: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
     ref = scores if columns is None else scores[:, columns]
     if ref.shape[1] == 0:
         return np.zeros_like(scores)
@@ -42,7 +42,7 @@ class Hybrid(Recommender):
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         users = self.history_.user_ids[rows]
-        z_content = _zscore(self.content_.score(users))
-        z_cf = _zscore(self.cf_.score(users), np.flatnonzero(self.has_events_))
+        z_content = zscore(self.content_.score(users))
+        z_cf = zscore(self.cf_.score(users), np.flatnonzero(self.has_events_))
         fused = self.weight * z_cf + (1.0 - self.weight) * z_content
         return np.where(self.has_events_, fused, z_content).astype(np.float32)

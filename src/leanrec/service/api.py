@@ -102,6 +102,7 @@ class ModelSwap(BaseModel):
     path: str | None = Field(description="A model folder written by `leanrec train`; null = content model")
 
 
+_ID = TypeAdapter(Id)
 _ITEM = TypeAdapter(ItemBody)
 _ANY_EVENTS = TypeAdapter(Union[EventBody, list[EventBody], EventBatch])
 _ANY_ITEMS = TypeAdapter(Union[ItemBatch, list[ItemWithId]])
@@ -168,11 +169,9 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        too_big = JSONResponse({"detail": f"request body over the limit of {self.limit} bytes"}, status_code=413)
+        length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
-            return await too_big(scope, receive, send)
+            return await self._too_big(scope, receive, send)
         seen = 0
 
         async def limited():
@@ -187,7 +186,11 @@ class BodyLimit:
         try:
             await self.app(scope, limited, send)
         except _TooBig:
-            await too_big(scope, receive, send)
+            await self._too_big(scope, receive, send)
+
+    async def _too_big(self, scope, receive, send):
+        response = JSONResponse({"detail": f"request body over the limit of {self.limit} bytes"}, status_code=413)
+        await response(scope, receive, send)
 
 
 class _TooBig(Exception):
@@ -285,13 +288,18 @@ def create_app(config: ServiceConfig, *, encoder=None, start_in_background: bool
         return Depends(check)
 
     read, write = need("read"), need("write")
+
+    def check_batch(n: int, what: str) -> None:
+        if n > config.max_batch:
+            raise _unprocessable([{"loc": ["body", what], "type": "too_long",
+                                   "msg": f"at most {config.max_batch} {what} per request, got {n}"}])
     Svc = Annotated[RecService, Depends(ready)]
 
     # -- items --------------------------------------------------------------------------
     @app.put("/items/{item_id}", dependencies=[write], tags=["items"], openapi_extra=_documents(_ITEM),
              summary="Create or replace an item; it is encoded and recommendable when this returns")
     async def put_item(item_id: Annotated[str, Path(max_length=256)], request: Request, svc: Svc):
-        _validate(TypeAdapter(Id), item_id, ["path", "item_id"])
+        _validate(_ID, item_id, ["path", "item_id"])
         body = _validate(_ITEM, await _body(request), ["body"])
         res = await _call(svc.upsert_items, [{"item_id": item_id, "text": body.text, "fields": body.fields}],
                           thread=True)
@@ -305,9 +313,7 @@ def create_app(config: ServiceConfig, *, encoder=None, start_in_background: bool
         if isinstance(data, list):
             data = {"items": data}
         batch = _validate(_ITEMS, data, ["body"])
-        if len(batch.items) > config.max_batch:
-            raise _unprocessable([{"loc": ["body", "items"], "type": "too_long",
-                                   "msg": f"at most {config.max_batch} items per request, got {len(batch.items)}"}])
+        check_batch(len(batch.items), "items")
         res = await _call(svc.upsert_items, [{"item_id": it.item_id, "text": it.text, "fields": it.fields}
                                              for it in batch.items], thread=True)
         return _json({"stored": len(res), "created": sum(r["created"] for r in res)})
@@ -337,9 +343,7 @@ def create_app(config: ServiceConfig, *, encoder=None, start_in_background: bool
         else:
             data, single = ({"events": data} if isinstance(data, list) else data), False
         batch = _validate(_EVENTS, data, ["body"])
-        if len(batch.events) > config.max_batch:
-            raise _unprocessable([{"loc": ["body", "events"], "type": "too_long",
-                                   "msg": f"at most {config.max_batch} events per request, got {len(batch.events)}"}])
+        check_batch(len(batch.events), "events")
         now, rows, errors = time.time(), [], []
         for k, e in enumerate(batch.events):
             ts = now if e.timestamp is None else (e.timestamp.timestamp() if isinstance(e.timestamp, dt.datetime)
@@ -396,8 +400,9 @@ def create_app(config: ServiceConfig, *, encoder=None, start_in_background: bool
     async def readyz():
         if not service.ready:
             return _json({"status": "error" if service.error else "starting", "error": service.error}, 503)
-        if not await run_in_threadpool(service.store.ping):
-            return _json({"status": "database unreachable"}, 503)
+        error = await run_in_threadpool(service.store.connection_error)
+        if error is not None:
+            return _json({"status": "database unreachable", "error": error}, 503)
         return _json({"status": "ready", **service.stats(), "model": service.scoring.name})
 
     @app.get("/metrics", tags=["operations"])

@@ -28,25 +28,22 @@ from pathlib import Path
 import numpy as np
 
 from ..vectors.faiss_index import HNSWIndex
-from ..vectors.index import load_index
+from ..vectors.index import load_index, topk_columns
 
 META = "catalogue.json"
 
 
 def _top(scores: np.ndarray, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best k (score desc, then position asc) among finite scores, in O(n) plus O(k log k).
-    ``positions`` must be ascending (ties at the cut then go to the lowest positions)."""
+    """Best k (score desc, then position asc) among finite scores, in O(n) plus O(k log k):
+    the index package's tie-aware selection, then a sort of the k chosen. ``positions``
+    must be ascending (ties at the cut then go to the lowest positions)."""
     ok = np.isfinite(scores)
     scores, positions = scores[ok], positions[ok]
-    if k <= 0:
+    if k <= 0 or len(scores) == 0:
         return positions[:0], scores[:0]
-    if len(scores) > k:
-        cut = scores[np.argpartition(-scores, k - 1)[k - 1]]
-        above = np.flatnonzero(scores > cut)
-        tied = np.flatnonzero(scores == cut)[:k - len(above)]  # lowest positions win the ties
-        keep = np.concatenate([above, tied])
-        scores, positions = scores[keep], positions[keep]
-    order = np.lexsort((positions, -scores))[:k]
+    keep = topk_columns(scores[None, :], k)[0]
+    scores, positions = scores[keep], positions[keep]
+    order = np.lexsort((positions, -scores))
     return positions[order], scores[order]
 
 
@@ -185,7 +182,7 @@ class Catalogue:
         want_hnsw = self.index_mode == "hnsw" or (self.index_mode == "auto" and self.n_alive >= self.hnsw_threshold)
         if want_hnsw and self.hnsw is None:
             self.compact()
-            self.hnsw = HNSWIndex(**self.hnsw_params).build(self.V) if self.n else None
+            self._build_graph()
         elif self.hnsw is None and self.n_dead > max(64, self.n // 4):
             self.compact()  # exact mode: dropping tombstones is a cheap copy
 
@@ -204,8 +201,11 @@ class Catalogue:
         for p, f in enumerate(fields):
             self._index_fields(p, f)
         if self.hnsw is not None:
-            self.hnsw = HNSWIndex(**self.hnsw_params).build(self.V) if len(ids) else None
+            self._build_graph()
         self.version += 1
+
+    def _build_graph(self) -> None:
+        self.hnsw = HNSWIndex(**self.hnsw_params).build(self.V) if self.n else None
 
     # -- search --------------------------------------------------------------------
     def filter_mask(self, conditions: list[tuple[str, str]]) -> np.ndarray | None:

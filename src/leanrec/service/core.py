@@ -26,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..models.base import softmax
+from ..models.hybrid import zscore
 from ..models.persist import ModelFolder, load_model_folder
 from .catalogue import Catalogue, _top
 from .config import ServiceConfig
@@ -36,6 +37,11 @@ log = logging.getLogger("leanrec.service")
 
 COLD_START_MODEL = "cold-start:popular+new"
 FILTER_RE = re.compile(r"^\s*([A-Za-z0-9_.-]{1,64})\s*:(.{1,256})$")
+
+
+def _content_name(encoder) -> str:
+    """``content:<encoder>`` without the weights fingerprint, as lists report it."""
+    return f"content:{encoder.model_id.split('@')[0]}"
 
 
 class InputError(ValueError):
@@ -63,13 +69,6 @@ def parse_filters(values: list[str] | None) -> list[tuple[str, str]]:
                                    "msg": f"filter {part!r} must look like field:value (e.g. genres:Comedy)"}])
             out.append((m.group(1), m.group(2).strip()))
     return out
-
-
-def _zscore(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    if not ref.any():
-        return np.zeros_like(x)
-    mu, sd = x[ref].mean(), x[ref].std()
-    return (x - mu) / (sd if sd > 0 else 1.0)
 
 
 @dataclass
@@ -216,7 +215,7 @@ class RecService:
         else:
             cat = self._restore_catalogue(encoder, progress)
         if folder is None:
-            scoring = Scoring("content", f"content:{encoder.model_id.split('@')[0]}", cfg.half_life, cfg.temperature)
+            scoring = Scoring("content", _content_name(encoder), cfg.half_life, cfg.temperature)
         else:
             scoring = Scoring(folder.kind, folder.name, folder.half_life if folder.half_life is not None
                               else cfg.half_life, folder.temperature, folder, folder.path)
@@ -246,16 +245,7 @@ class RecService:
         enc_id = encoder.model_id
         live = st.live_items()
         vecs = st.vectors(enc_id)
-        missing = [i for i, *_ in live if i not in vecs]
-        if missing:
-            texts = st.item_texts(missing)
-            for lo in range(0, len(missing), 512):
-                chunk = missing[lo:lo + 512]
-                v = np.asarray(encoder.encode([texts[i] for i in chunk]), np.float32)
-                st.put_vectors(enc_id, chunk, v)
-                vecs.update(zip(chunk, v))
-                if progress is not None:
-                    progress("encoding items", lo + len(chunk), len(missing))
+        self._encode_missing(encoder, [i for i, *_ in live], vecs, progress)
         counts = {k: float(v) for k, v in st.item_event_counts().items()}
         fields = {i: f for i, f, _, _ in live}
         created = {i: c for i, _, c, _ in live}
@@ -279,25 +269,34 @@ class RecService:
                 ids = [i for i, *_ in live]
                 cat.upsert(ids, np.stack([vecs[i] for i in ids]), [fields[i] for i in ids],
                            [created[i] for i in ids], [counts.get(i, 0.0) for i in ids], seq=max(s for *_, s in live))
-            cat.watermark = max(cat.watermark, min((s for *_, s in live), default=0))
         return cat
+
+    def _encode_missing(self, encoder, item_ids: list[str], vecs: dict, progress=None) -> None:
+        """Encode the items of ``item_ids`` that have no vector in ``vecs`` (from the store's
+        texts), store the vectors, and add them to ``vecs``."""
+        missing = [i for i in item_ids if i not in vecs]
+        if not missing:
+            return
+        texts = self.store.item_texts(missing)
+        for lo in range(0, len(missing), 512):
+            chunk = missing[lo:lo + 512]
+            v = np.asarray(encoder.encode([texts[i] for i in chunk]), np.float32)
+            self.store.put_vectors(encoder.model_id, chunk, v)
+            vecs.update(zip(chunk, v))
+            if progress is not None:
+                progress("encoding items", lo + len(chunk), len(missing))
 
     def _catch_up(self, cat: Catalogue, encoder, vecs: dict | None = None) -> int:
         """Apply the store's item changes after ``cat.watermark``; returns how many."""
         changes = self.store.changes_since(cat.watermark)
         if not changes:
             return 0
-        enc_id = encoder.model_id
-        need = [i for i, deleted, *_ in changes if not deleted and (vecs is None or i not in vecs)]
-        if need:
-            have = self.store.vectors(enc_id)
-            todo = [i for i in need if i not in have]
-            if todo:
-                texts = self.store.item_texts(todo)
-                new = np.asarray(encoder.encode([texts[i] for i in todo]), np.float32)
-                self.store.put_vectors(enc_id, todo, new)
-                have.update(zip(todo, new))
-            vecs = {**(vecs or {}), **have}
+        live = [i for i, deleted, *_ in changes if not deleted]
+        vecs = dict(vecs or {})
+        need = [i for i in live if i not in vecs]
+        if need:  # read only the changed items' vectors, not the catalogue's
+            vecs.update(self.store.vectors(encoder.model_id, need))
+            self._encode_missing(encoder, need, vecs)
         for item_id, deleted, fields, created, seq in changes:
             if deleted:
                 cat.remove(item_id, seq)
@@ -312,11 +311,11 @@ class RecService:
         if not items:
             return []
         ids = [it["item_id"] for it in items]
-        if len(set(ids)) != len(ids):
-            dup = next(i for i in ids if ids.count(i) > 1)
-            k = ids.index(dup, ids.index(dup) + 1)
-            raise InputError([{"loc": ["body", "items", k, "item_id"], "type": "value_error",
-                               "msg": f"item id {dup!r} appears more than once in the batch"}])
+        first: dict[str, int] = {}
+        for k, i in enumerate(ids):
+            if first.setdefault(i, k) != k:
+                raise InputError([{"loc": ["body", "items", k, "item_id"], "type": "value_error",
+                                   "msg": f"item id {i!r} appears more than once in the batch"}])
         vecs = self._encode([it["text"] for it in items])
         enc_id = self.encoder.model_id
         with self._write:
@@ -450,8 +449,9 @@ class RecService:
         has_events = np.zeros(cat.n, bool)
         has_events[mpos[valid & (folder.popularity > 0)]] = True
         has_events &= alive
-        z_content = _zscore(cat.full_scores(st.profile.vector).astype(np.float64), alive)
-        z_cf = _zscore(cf, has_events)
+        # the library's normalisation (models.hybrid.zscore), over the live catalogue
+        z_content = zscore(cat.full_scores(st.profile.vector).astype(np.float64)[None, :], np.flatnonzero(alive))[0]
+        z_cf = zscore(cf[None, :], np.flatnonzero(has_events))[0]
         w = float(folder.weight)
         return np.where(has_events, w * z_cf + (1.0 - w) * z_content, z_content)
 
@@ -483,7 +483,7 @@ class RecService:
             pos, scores = cat.search(cat.vector(item_id), k, exclude=np.array([cat.pos[item_id]]), mask=mask)
             return {"item_id": item_id, "items": [{"item_id": cat.ids[p], "score": float(s)}
                                                   for p, s in zip(pos, scores)],
-                    "model": f"content:{self.encoder.model_id.split('@')[0]}", "index": cat.kind}
+                    "model": _content_name(self.encoder), "index": cat.kind}
 
     @staticmethod
     def _answer(user_id, cat, pos, scores, model, temperature, cold) -> dict:
@@ -516,12 +516,11 @@ def preflight(config: ServiceConfig) -> None:
         load_model_folder(config.model)
     store = Store(config.db)
     try:
-        with store.engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except Exception as exc:
-        raise ConnectionError(f"cannot connect to the store {store.describe()}: {exc}") from None
+        error = store.connection_error()
     finally:
         store.close()
+    if error is not None:
+        raise ConnectionError(f"cannot connect to the store {store.describe()}: {error}")
 
 
 def check_timestamp(ts: float, config: ServiceConfig, loc: list) -> None:

@@ -50,7 +50,7 @@ def import_dataset(service: RecService, ds: Dataset, *, item_batch: int = 1000, 
         if progress is not None:
             progress("items", min(lo + item_batch, len(rows)), len(rows))
     stored = 0
-    if events and service.store.count("events") == 0:
+    if events and service.store.count_events() == 0:
         ev = ds.events.frame.assign(_pos=ds.item_positions).sort_values(["timestamp", "_pos"], kind="stable")
         recs = [{"user_id": str(u), "item_id": str(i), "ts": float(t), "kind": str(k or ""),
                  "value": None if math.isnan(v) else float(v)}

@@ -104,13 +104,14 @@ class Store:
         except Exception as exc:
             raise StoreError(f"cannot migrate the store {self.describe()}: {exc}") from exc
 
-    def ping(self) -> bool:
+    def connection_error(self) -> str | None:
+        """None when the database answers a query, else why not (for readiness and preflight)."""
         try:
             with self.engine.connect() as conn:
                 conn.execute(select(1))
-            return True
-        except Exception:
-            return False
+        except Exception as exc:  # any driver error means "not reachable"
+            return str(exc)
+        return None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -198,10 +199,6 @@ class Store:
                                        items.c.seq).where(items.c.seq > seq).order_by(items.c.seq))
             return [(i, bool(d), json.loads(f), float(c), int(s)) for i, d, f, c, s in rows]
 
-    def item_seq(self) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(select(counters.c.value).where(counters.c.name == "item_seq")).scalar_one())
-
     def item_texts(self, item_ids: Sequence[str]) -> dict[str, str]:
         out: dict[str, str] = {}
         with self.engine.connect() as conn:
@@ -218,11 +215,17 @@ class Store:
         return {"item_id": m["item_id"], "text": m["text"], "fields": json.loads(m["fields"]),
                 "created_at": m["created_at"], "updated_at": m["updated_at"]}
 
-    def vectors(self, encoder_id: str) -> dict[str, np.ndarray]:
+    def vectors(self, encoder_id: str, item_ids: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Stored vectors of one encoder: all of them, or those of ``item_ids``."""
+        query = select(item_vectors.c.item_id, item_vectors.c.vector).where(item_vectors.c.encoder_id == encoder_id)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(item_vectors.c.item_id, item_vectors.c.vector)
-                                .where(item_vectors.c.encoder_id == encoder_id))
-            return {i: np.frombuffer(v, np.float32) for i, v in rows}
+            if item_ids is None:
+                return {i: np.frombuffer(v, np.float32) for i, v in conn.execute(query)}
+            out: dict[str, np.ndarray] = {}
+            for chunk in _chunks(list(item_ids)):
+                out.update({i: np.frombuffer(v, np.float32)
+                            for i, v in conn.execute(query.where(item_vectors.c.item_id.in_(chunk)))})
+            return out
 
     def put_vectors(self, encoder_id: str, item_ids: Sequence[str], vectors: np.ndarray) -> None:
         vec = np.ascontiguousarray(vectors, np.float32)
@@ -240,18 +243,9 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(events.insert(), [{**r, "received_at": now} for r in rows])
             last_id = int(conn.execute(select(func.max(events.c.id))).scalar_one())
-            self._write_profiles(conn, profiles, last_id)
+            _upsert(conn, user_profiles, [{**p, "last_event_id": last_id} for p in profiles],
+                    ["profile_id", "user_id"], ["vector", "weight", "n_events", "last_ts", "last_event_id"])
         return last_id
-
-    def write_profiles(self, profiles: list[dict]) -> None:
-        with self.engine.begin() as conn:
-            last = conn.execute(select(func.max(events.c.id))).scalar_one()
-            self._write_profiles(conn, profiles, int(last or 0))
-
-    @staticmethod
-    def _write_profiles(conn: Connection, profiles: list[dict], last_id: int) -> None:
-        _upsert(conn, user_profiles, [{**p, "last_event_id": last_id} for p in profiles],
-                ["profile_id", "user_id"], ["vector", "weight", "n_events", "last_ts", "last_event_id"])
 
     def history(self, user_id: str) -> list[tuple[str, float]]:
         """(item_id, timestamp) of a user's events, oldest first (ties in arrival order)."""
@@ -271,19 +265,9 @@ class Store:
             return {i: int(n) for i, n in conn.execute(
                 select(events.c.item_id, func.count()).group_by(events.c.item_id))}
 
-    def count(self, what: str) -> int:
-        table = {"items": items, "events": events, "users": None}[what]
+    def count_events(self) -> int:
         with self.engine.connect() as conn:
-            if what == "users":
-                return int(conn.execute(select(func.count(func.distinct(events.c.user_id)))).scalar_one())
-            q = select(func.count()).select_from(table)
-            if what == "items":
-                q = q.where(items.c.deleted.is_(False))
-            return int(conn.execute(q).scalar_one())
-
-    def event_users(self) -> list[str]:
-        with self.engine.connect() as conn:
-            return [u for (u,) in conn.execute(select(events.c.user_id).distinct())]
+            return int(conn.execute(select(func.count()).select_from(events)).scalar_one())
 
     # -- models ------------------------------------------------------------------------
     def record_model(self, path: str, kind: str, meta: dict) -> None:

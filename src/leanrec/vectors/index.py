@@ -258,7 +258,7 @@ def _excluded_mask(positions: np.ndarray, excl: list[np.ndarray], n_items: int) 
     return np.isin(keys, banned) & (positions >= 0)
 
 
-def _topk_columns(s: np.ndarray, k: int) -> np.ndarray:
+def topk_columns(s: np.ndarray, k: int) -> np.ndarray:
     """Column indices ``[rows, k]`` (ascending) of the k best entries of each row, ties
     broken by lower column.
 
@@ -371,7 +371,7 @@ class ExactIndex(_BaseIndex):
                     block[ex_rows[hit], ex_cols[hit] - i0] = -np.inf
                 # best_p < every position of this block, so column order is position order.
                 both = np.concatenate([best_s, block], axis=1)
-                cols = _topk_columns(both, k)
+                cols = topk_columns(both, k)
                 best_s = np.take_along_axis(both, cols, axis=1)
                 best_p = np.where(cols < k, np.take_along_axis(best_p, np.minimum(cols, k - 1), axis=1),
                                   cols - k + i0)
