@@ -221,6 +221,14 @@ def _encoders_dir() -> Path:
     return cache_dir() / "encoders"
 
 
+def _resolve_with_layers(raw: str, layers: int | None):
+    """The local model folder for ``raw`` and ``layers`` checked against its depth."""
+    from leanrec.encoders.sbert import check_layers, transformer_num_layers
+
+    resolved = resolve_model(raw)
+    return resolved, check_layers(layers, transformer_num_layers(resolved))
+
+
 def _load_onnx(
     raw: str,
     *,
@@ -230,10 +238,7 @@ def _load_onnx(
     max_seq_length: int | None = None,
     batch_size: int = 32,
 ) -> Encoder:
-    from leanrec.encoders.sbert import check_layers, transformer_num_layers
-
-    resolved = resolve_model(raw)
-    layers = check_layers(layers, transformer_num_layers(resolved))
+    resolved, layers = _resolve_with_layers(raw, layers)
     folder = _encoders_dir() / _slug(
         "onnx",
         resolved.name,
@@ -252,10 +257,7 @@ def _load_onnx(
 
 
 def _load_static(raw: str, *, layers: int | None, pca_dims: int | None = 256, batch_size: int = 1024) -> Encoder:
-    from leanrec.encoders.sbert import check_layers, transformer_num_layers
-
-    resolved = resolve_model(raw)
-    layers = check_layers(layers, transformer_num_layers(resolved))
+    resolved, layers = _resolve_with_layers(raw, layers)
     folder = _encoders_dir() / _slug(
         "static",
         resolved.name,
