@@ -8,12 +8,26 @@ from sklearn.base import clone
 from leanrec.data.schema import Dataset, Events, Items
 from leanrec.data.split import temporal_leave_one_out
 from leanrec.models import EASE, ContentRecommender, Hybrid, MostPopular, decay_weights, softmax
+from leanrec.models.learned_hybrid import LearnedHybrid
+from leanrec.models.sequential import SequentialRecommender
+
+
+def _seq(pooling, **kw):
+    return SequentialRecommender(encoder="tfidf", pooling=pooling, dim=16, max_len=12, max_epochs=4, patience=2,
+                                 batch_size=32, lr=5e-3, **kw)
+
 
 MODELS = {
     "popular": lambda: MostPopular(),
     "ease": lambda: EASE(lam=10.0),
     "tfidf": lambda: ContentRecommender(encoder="tfidf", half_life=4),
     "hybrid": lambda: Hybrid(ContentRecommender(encoder="tfidf", half_life=2), EASE(lam=10.0), weight=0.5),
+    "projection": lambda: _seq("mean"),
+    "attention": lambda: _seq("attention"),
+    "sasrec": lambda: _seq("sasrec", item_ids=True),
+    "learned-hybrid": lambda: LearnedHybrid([("ease", EASE(lam=10.0)),
+                                             ("tfidf", ContentRecommender(encoder="tfidf", half_life=2)),
+                                             ("sasrec", _seq("sasrec"))]),
 }
 
 

@@ -80,7 +80,12 @@ def data_info(name: str = typer.Argument("ml-100k")) -> None:
 
 
 def _params(params: dict) -> str:
-    return " ".join(f"{k.split('__')[-1]}={v}" for k, v in params.items()) or "-"
+    def show(value) -> str:
+        if isinstance(value, dict):  # the learned hybrid's weights per component
+            return ",".join(f"{k}:{v:.2f}" for k, v in value.items() if v)
+        return str(value)
+
+    return " ".join(f"{k.split('__')[-1]}={show(v)}" for k, v in params.items()) or "-"
 
 
 def _metrics_table(results: dict, protocol: str) -> Table:
@@ -104,17 +109,18 @@ def _metrics_table(results: dict, protocol: str) -> Table:
 def demo(
     out: Path = typer.Option(Path("out"), help="Folder for results.json and recs/*.csv."),
     dataset: str = typer.Option("ml-100k", help="Data set."),
-    models: str = typer.Option(",".join(("popular", "ease", "tfidf", "minilm", "hybrid")),
-                               help="Comma-separated models."),
+    models: str = typer.Option("core", help="Comma-separated models or groups: core (popular, ease, tfidf, "
+                               "minilm, hybrid; ~1 minute), learned (minilm-ft, projection, attention, sasrec, "
+                               "learned-hybrid; trained with time budgets, ~30 minutes on 2 cores), all."),
     protocols: str = typer.Option("warm,cold", help="Comma-separated protocols."),
 ) -> None:
     """Fetch the data, tune every model on validation, evaluate on test, write the results."""
-    from .experiment import ExperimentConfig, plan_steps, run_experiment
+    from .experiment import ExperimentConfig, expand_models, plan_steps, run_experiment
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    cfg = ExperimentConfig(models=tuple(m.strip() for m in models.split(",") if m.strip()),
-                           protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()))
     try:
+        cfg = ExperimentConfig(models=expand_models(m.strip() for m in models.split(",") if m.strip()),
+                               protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()))
         total_steps = plan_steps(cfg)  # checks every model and protocol name before any work
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -126,7 +132,10 @@ def demo(
         def on_step(label: str) -> None:
             progress.update(run_task, advance=1, description=f"tuning and testing [dim]{label}[/]")
 
-        results = run_experiment(ds, out, cfg, on_step=on_step,
+        def on_status(line: str) -> None:
+            progress.update(run_task, description=f"tuning and testing [dim]{line}[/]")
+
+        results = run_experiment(ds, out, cfg, on_step=on_step, on_status=on_status,
                                  on_encode=lambda n: progress.update(enc_task, advance=n))
         progress.update(enc_task, completed=len(ds.items))
     for protocol in cfg.protocols:

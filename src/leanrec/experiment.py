@@ -5,6 +5,19 @@ library function: it never prints; it reports progress through callbacks and ret
 plain dict that is also written as ``results.json``, with each test user's top-20 lists in
 ``recs/<model>_<protocol>.csv`` (``user_id,rank,item_id,score`` with the data set's own ids)
 so anyone can re-score them.
+
+Two families of models (``--models all`` runs both):
+
+* the core ones — ``popular``, ``ease``, ``tfidf``, ``minilm`` (frozen sentence vectors,
+  decayed-mean users) and ``hybrid`` (EASE + MiniLM, one weight tuned on validation);
+* the learned ones, trained on the protocol's training events with a time budget:
+  ``minilm-ft`` (the content model on a MiniLM fine-tuned contrastively on this
+  protocol's training histories, :mod:`leanrec.encoders.finetune`), ``projection``,
+  ``attention`` and ``sasrec`` (:class:`~leanrec.models.sequential.SequentialRecommender`
+  on frozen MiniLM vectors: a learned projection with mean pooling, attention pooling, a
+  causal transformer) and ``learned-hybrid`` (every other model this run fitted, fused
+  with weights learned on the validation targets,
+  :meth:`~leanrec.models.learned_hybrid.LearnedHybrid.from_fitted`).
 """
 
 from __future__ import annotations
@@ -12,7 +25,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -22,8 +35,28 @@ from .data.split import SEED, make_split
 from .eval.tuning import TunedRun, tune_and_test
 from .models import EASE, ContentRecommender, Hybrid, MostPopular
 
-MODEL_NAMES = ("popular", "ease", "tfidf", "minilm", "hybrid")
+CORE_MODELS = ("popular", "ease", "tfidf", "minilm", "hybrid")
+LEARNED_MODELS = ("minilm-ft", "projection", "attention", "sasrec", "learned-hybrid")
+MODEL_NAMES = CORE_MODELS + LEARNED_MODELS
+MODEL_GROUPS = {"all": MODEL_NAMES, "core": CORE_MODELS, "learned": LEARNED_MODELS}
 PROTOCOLS = ("warm", "cold")
+#: what the learned hybrid never fuses: the fixed hybrid is EASE + MiniLM again.
+NOT_FUSED = ("hybrid", "learned-hybrid")
+
+
+def expand_models(names) -> tuple[str, ...]:
+    """Model names with the groups ``all``, ``core`` and ``learned`` expanded, in the run
+    order (each model after the ones it builds on), duplicates dropped."""
+    out: list[str] = []
+    for name in names:
+        for one in MODEL_GROUPS.get(name, (name,)):
+            if one not in out:
+                out.append(one)
+    unknown = [n for n in out if n not in MODEL_NAMES]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(MODEL_NAMES)} "
+                         f"or a group: {', '.join(MODEL_GROUPS)}")
+    return tuple(sorted(out, key=MODEL_NAMES.index))
 
 
 @dataclass
@@ -39,10 +72,24 @@ class ExperimentConfig:
     hybrid_weights: tuple = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
     hybrid_content: str = "minilm"
     sentence_model: str = "all-MiniLM-L6-v2"
+    # learned models (time budgets are caps: the runs below finish inside them here)
+    finetune: dict = field(default_factory=lambda: dict(FINETUNE_DEFAULTS))
+    sequential: dict = field(default_factory=lambda: dict(SEQUENTIAL_DEFAULTS))
+    sasrec_grid: tuple = ({"item_ids": False}, {"item_ids": True})
 
 
-def model_grid(name: str, cfg: ExperimentConfig, tuned: dict) -> tuple[object, list[dict]]:
-    """Estimator and validation grid for one model; the hybrid reuses the tuned EASE λ."""
+#: ``leanrec.encoders.finetune.ensure_finetuned`` arguments of the demo's fine-tune.
+FINETUNE_DEFAULTS = {"time_budget_s": 1200.0}
+#: SequentialRecommender arguments shared by projection, attention and sasrec.
+SEQUENTIAL_DEFAULTS = {"time_budget_s": 300.0, "max_epochs": 200, "patience": 5, "threads": 1}
+
+
+def model_grid(name: str, cfg: ExperimentConfig, tuned: dict, finetuned: str | None = None) -> tuple[object, list[dict]]:
+    """Estimator and validation grid for one model; the hybrid reuses the tuned EASE λ.
+
+    ``finetuned`` is the fine-tuned encoder folder ``minilm-ft`` uses (fine-tuned on the
+    data the model will be fitted on: the caller's job). ``learned-hybrid`` has no grid:
+    its weights are learned (see :func:`learned_hybrid_run`)."""
     if name == "popular":
         return MostPopular(), [{}]
     if name == "ease":
@@ -56,6 +103,18 @@ def model_grid(name: str, cfg: ExperimentConfig, tuned: dict) -> tuple[object, l
         est = Hybrid(content=ContentRecommender(encoder=encoder), cf=EASE(lam=lam))
         return est, [{"content__half_life": h, "weight": w}
                      for h in cfg.hybrid_half_lives for w in cfg.hybrid_weights]
+    if name == "minilm-ft":
+        return ContentRecommender(encoder=finetuned), [{"half_life": h} for h in cfg.half_lives]
+    if name in ("projection", "attention", "sasrec"):
+        from .models.sequential import SequentialRecommender
+
+        pooling = {"projection": "mean", "attention": "attention", "sasrec": "sasrec"}[name]
+        est = SequentialRecommender(encoder=cfg.sentence_model, pooling=pooling, seed=cfg.seed, **cfg.sequential)
+        return est, list(cfg.sasrec_grid) if name == "sasrec" else [{}]
+    if name == "learned-hybrid":
+        from .models.learned_hybrid import LearnedHybrid
+
+        return LearnedHybrid(seed=cfg.seed), [{}]
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
 
 
@@ -65,7 +124,7 @@ def plan_steps(cfg: ExperimentConfig) -> int:
     if unknown:
         raise ValueError(f"unknown protocol(s) {unknown}; choose from {', '.join(PROTOCOLS)}")
     total = 0
-    for name in cfg.models:
+    for name in expand_models(cfg.models):
         _, grid = model_grid(name, cfg, {})
         total += (len(grid) + 1) * len(cfg.protocols)
     return total
@@ -87,7 +146,9 @@ def warm_embeddings(ds: Dataset, cfg: ExperimentConfig, progress: Callable[[int]
 
     Returns what it did (hits, misses, seconds): the second run of the demo shows 0 misses.
     """
-    if not any(m in ("minilm",) or (m == "hybrid" and cfg.hybrid_content != "tfidf") for m in cfg.models):
+    uses_minilm = ("minilm", "projection", "attention", "sasrec", "learned-hybrid")
+    if not any(m in uses_minilm or (m == "hybrid" and cfg.hybrid_content != "tfidf")
+               for m in expand_models(cfg.models)):
         return {}
     from .encoders import CachedEncoder, EmbeddingCache, load_encoder
 
@@ -99,7 +160,7 @@ def warm_embeddings(ds: Dataset, cfg: ExperimentConfig, progress: Callable[[int]
 
 
 def _summarise(run: TunedRun) -> dict:
-    return {
+    out = {
         "params": run.params,
         "valid": run.valid.metrics,
         "test": run.test.metrics,
@@ -108,13 +169,61 @@ def _summarise(run: TunedRun) -> dict:
         "tune_seconds": round(run.tune_seconds, 3),
         "grid": run.grid,
     }
+    training = getattr(run.model, "training_", None)
+    if training is not None:  # the learned models' record of the final fit (epochs, stop reason, CPU s)
+        out["training"] = training
+    return out
+
+
+def learned_hybrid_run(runs: dict[str, TunedRun], split, seed: int) -> TunedRun:
+    """The learned hybrid over every model already run on this split (but the hybrids):
+    weights learned on the validation targets with the models fitted on train, then the
+    same weights over the models refitted on train+validation, scored on test."""
+    from .eval.evaluate import evaluate
+    from .models.learned_hybrid import LearnedHybrid
+
+    names = [n for n in runs if n not in NOT_FUSED]
+    if not any(getattr(runs[n].model, "scores_new_items", False) for n in names):
+        raise ValueError("learned-hybrid needs at least one content or sequential model before it in --models")
+    t0 = time.perf_counter()
+    valid_model = LearnedHybrid.from_fitted([(n, runs[n].valid_model) for n in names], split.valid,
+                                            [(n, runs[n].valid_model) for n in names], seed=seed)
+    fit_seconds = time.perf_counter() - t0
+    valid = evaluate(valid_model, split.valid, split.candidates)
+    model = valid_model.with_components([(n, runs[n].model) for n in names])
+    test = evaluate(model, split.test, split.candidates)
+    params = {"weights": valid_model.weights_, "new_item_weights": valid_model.new_item_weights_}
+    return TunedRun(params, [{"params": params, "valid_ndcg@10": valid.metrics["ndcg@10"]}], valid, test, model,
+                    valid_model, fit_seconds, test.score_seconds, time.perf_counter() - t0)
+
+
+def _finetuned_encoder(split, cfg: ExperimentConfig, on_status) -> tuple[str, dict]:
+    """The MiniLM fine-tuned on this split's training events (cached; trained if missing)."""
+    from .encoders.finetune import ensure_finetuned
+
+    def progress(record: dict) -> None:
+        if on_status:
+            on_status(f"minilm-ft/{split.protocol} fine-tuning: " + ", ".join(
+                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()
+                if k in ("epoch", "step", "steps", "train_loss", "valid_ndcg@10", "seconds")))
+
+    folder = ensure_finetuned(split.train, model=cfg.sentence_model, seed=cfg.seed, progress=progress, **cfg.finetune)
+    record_file = Path(folder) / "leanrec_finetune.json"
+    record = json.loads(record_file.read_text()) if record_file.exists() else {}
+    return str(folder), record
 
 
 def run_experiment(ds: Dataset, out_dir: str | Path, cfg: ExperimentConfig | None = None, *,
                    on_step: Callable[[str], None] | None = None,
-                   on_encode: Callable[[int], None] | None = None) -> dict:
-    """Run every model on every protocol; write results.json and recs/*.csv under ``out_dir``."""
+                   on_encode: Callable[[int], None] | None = None,
+                   on_status: Callable[[str], None] | None = None) -> dict:
+    """Run every model on every protocol; write results.json and recs/*.csv under ``out_dir``.
+
+    ``on_step`` is called once per progress step (:func:`plan_steps` of them), ``on_encode``
+    with the number of items encoded, ``on_status`` with a line about long work in between
+    (the fine-tune's and the sequential models' epochs)."""
     cfg = cfg or ExperimentConfig()
+    models = expand_models(cfg.models)
     out = Path(out_dir)
     (out / "recs").mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -123,7 +232,8 @@ def run_experiment(ds: Dataset, out_dir: str | Path, cfg: ExperimentConfig | Non
         "dataset": ds.summary(),
         "seed": cfg.seed,
         "config": asdict(cfg),
-        "selection": "validation ndcg@10 over the grid, refit on train+validation for test",
+        "selection": "validation ndcg@10 over the grid, refit on train+validation for test; "
+                     "learned-hybrid: weights learned on validation",
         "versions": versions(),
         "embedding_cache": embedding,
         "splits": {},
@@ -134,17 +244,39 @@ def run_experiment(ds: Dataset, out_dir: str | Path, cfg: ExperimentConfig | Non
         split = make_split(ds, protocol, cfg.seed)
         results["splits"][protocol] = split.summary()
         tuned: dict = {}
-        for name in cfg.models:
-            estimator, grid = model_grid(name, cfg, tuned)
+        runs: dict[str, TunedRun] = {}
+        for name in models:
             label = f"{name}/{protocol}"
-            run = tune_and_test(estimator, grid, split,
-                                on_step=(lambda what, label=label: on_step(f"{label} {what}")) if on_step else None)
+            step = (lambda what, label=label: on_step(f"{label} {what}")) if on_step else None
+            if name == "learned-hybrid":
+                run = learned_hybrid_run(runs, split, cfg.seed)
+                if step:
+                    step("weights learned on validation")
+                    step("test")
+            else:
+                finetuned, record = _finetuned_encoder(split, cfg, on_status) if name == "minilm-ft" else (None, None)
+                estimator, grid = model_grid(name, cfg, tuned, finetuned)
+                if hasattr(estimator, "on_epoch") and on_status:
+                    estimator.set_params(on_epoch=lambda r, label=label: on_status(
+                        f"{label} epoch {r['epoch']} valid ndcg@10 {r['valid_ndcg@10']:.4f}"))
+                run = tune_and_test(estimator, grid, split, on_step=step)
+            runs[name] = run
             tuned[name] = run.params
-            results["models"].setdefault(name, {})[protocol] = _summarise(run)
+            summary = _summarise(run)
+            if name == "minilm-ft":
+                summary["training"] = _finetune_summary(record)
+            results["models"].setdefault(name, {})[protocol] = summary
             run.test.recs_frame(item_ids).to_csv(out / "recs" / f"{name}_{protocol}.csv", index=False)
     results["wall_seconds"] = round(time.perf_counter() - t0, 2)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
     return results
+
+
+def _finetune_summary(record: dict) -> dict:
+    """What results.json keeps of the fine-tune's record (the per-epoch history included)."""
+    keep = ("base_model", "seed", "best_epoch", "stopped", "train_seconds", "train_cpu_seconds", "history",
+            "precision", "threads", "hyperparameters", "pairs")
+    return {k: v for k, v in record.items() if k in keep} | {"folder_record": "leanrec_finetune.json"}
 
 
 def _json_default(value):

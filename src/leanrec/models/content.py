@@ -29,6 +29,20 @@ def decay_weights(n: int, half_life: float | None) -> np.ndarray:
     return 0.5 ** (age / half_life)
 
 
+def build_encoder(encoder, texts, cache="auto"):
+    """A ready encoder for ``texts`` from a name (see :func:`leanrec.encoders.load_encoder`)
+    or an Encoder (cloned). TF-IDF is fitted on ``texts`` here; ``cache`` True/False/"auto"
+    wraps it in the on-disk embedding cache ("auto": every encoder but TF-IDF, i.e. the
+    expensive pretrained ones, whose vectors do not depend on the corpus)."""
+    from ..encoders import CachedEncoder, EmbeddingCache, TfidfEncoder, load_encoder
+
+    enc = load_encoder(encoder) if isinstance(encoder, str) else clone(encoder, safe=False)
+    if hasattr(enc, "fit"):
+        enc = enc.fit(texts)  # TF-IDF learns its vocabulary here; pretrained models ignore it
+    use_cache = not isinstance(enc, TfidfEncoder) if cache == "auto" else bool(cache)
+    return CachedEncoder(enc, EmbeddingCache()) if use_cache else enc
+
+
 class ContentRecommender(Recommender):
     """Parameters: ``encoder`` (a name for :func:`leanrec.encoders.load_encoder` or an
     Encoder), ``half_life`` (events; None = plain mean), ``temperature`` (softmax T),
@@ -41,19 +55,11 @@ class ContentRecommender(Recommender):
         self.temperature = temperature
         self.cache = cache
 
-    def _build_encoder(self, texts):
-        from ..encoders import CachedEncoder, EmbeddingCache, TfidfEncoder, load_encoder
-
-        enc = load_encoder(self.encoder) if isinstance(self.encoder, str) else clone(self.encoder, safe=False)
-        if hasattr(enc, "fit"):
-            enc = enc.fit(texts)  # TF-IDF learns its vocabulary here; pretrained models ignore it
-        # Corpus-fitted encoders are cheap and their vectors change with the corpus: no disk cache.
-        use_cache = not isinstance(enc, TfidfEncoder) if self.cache == "auto" else bool(self.cache)
-        return CachedEncoder(enc, EmbeddingCache()) if use_cache else enc
+    scores_new_items = True  # any item with text gets a score, trained on or not
 
     def _fit(self, dataset) -> None:
         texts = dataset.items.texts
-        self.encoder_ = self._build_encoder(texts)
+        self.encoder_ = build_encoder(self.encoder, texts, self.cache)
         self.item_vectors_ = self.encoder_.encode(texts)
 
     def user_vectors(self, rows: np.ndarray) -> np.ndarray:

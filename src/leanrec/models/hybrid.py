@@ -25,6 +25,8 @@ def zscore(scores: np.ndarray, columns: np.ndarray | None = None) -> np.ndarray:
 
 
 class Hybrid(Recommender):
+    scores_new_items = True  # new items fall back to the content score
+
     def __init__(self, content=None, cf=None, weight: float = 0.5, temperature: float = 1.0):
         self.content = content
         self.cf = cf

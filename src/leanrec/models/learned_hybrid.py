@@ -1,0 +1,196 @@
+"""Learned hybrid: fuse collaborative, content and sequential scores with learned weights.
+
+Each component's scores are z-normalised per user (collaborative ones over the items with
+training events, text-based ones over all items), then fused linearly:
+
+* items with training events:  s = Σ_c w_c · z_c           (every component)
+* items without (new items):    s = Σ_c w'_c · z_c          (text-based components only)
+
+The weights are learned, not grid-searched: they minimise the softmax cross-entropy of
+held-out next items over the user's unseen items (the seed's P(i|u) = softmax(s), so the
+weights are a listwise ranker with one parameter per component), with a small L2 penalty,
+by L-BFGS with the exact gradient. w' is learned first on text components alone (what is
+left when an item has no collaborative signal), then w with w' fixed.
+
+Where the held-out events come from:
+
+* ``fit(dataset)`` — an internal validation: each user's last event is held out (the warm
+  protocol's split of ``dataset``), the components are fitted on the rest, the weights
+  learned on the held-out events, then the components are refitted on all of ``dataset``
+  (a component with ``update_history`` — the learned sequence models, which are inductive
+  over histories — is not retrained: it just takes the full histories);
+* :meth:`LearnedHybrid.from_fitted` — components already fitted on a training set and a
+  validation set (``Targets``) to learn the weights on, then components fitted on
+  train+validation to serve: what ``leanrec demo`` does, so the weights are learned on
+  exactly the validation data every other model is tuned on, with no extra training.
+
+Users unknown to every component get zeros (the service adds its cold-start list).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize
+from sklearn.base import clone
+
+from .base import Recommender
+from .hybrid import zscore
+
+
+def scores_new_items(model) -> bool:
+    """Whether a model scores items from their content (so new items get real scores)."""
+    return bool(getattr(model, "scores_new_items", False))
+
+
+def component_z(model, user_ids, has_events: np.ndarray) -> np.ndarray:
+    """z-scores of one component for these users: over items with events for a
+    collaborative component (0 elsewhere), over all items for a text-based one."""
+    scores = model.score(user_ids).astype(np.float64)
+    if scores_new_items(model):
+        return zscore(scores)
+    z = zscore(scores, np.flatnonzero(has_events))
+    z[:, ~has_events] = 0.0
+    return z
+
+
+def _softmax_ce(weights, Z, offset, allowed, target, l2):
+    """Mean cross-entropy of the targets and its gradient for logits = Σ_c w_c Z_c + offset."""
+    logits = np.tensordot(weights, Z, axes=(0, 0)) + offset  # (U, I)
+    logits = np.where(allowed, logits, -np.inf)
+    top = logits.max(axis=1, keepdims=True)
+    p = np.exp(logits - top)
+    norm = p.sum(axis=1, keepdims=True)
+    p /= norm
+    rows = np.arange(len(target))
+    loss = float(np.mean(np.log(norm[:, 0]) + top[:, 0] - logits[rows, target])) + l2 * float(weights @ weights)
+    expected = np.einsum("ui,cui->c", p, Z) / len(target)
+    observed = Z[:, rows, target].mean(axis=1)
+    return loss, expected - observed + 2 * l2 * weights
+
+
+def learn_weights(Z: np.ndarray, allowed: np.ndarray, target: np.ndarray, l2: float = 1e-3,
+                  offset: np.ndarray | float = 0.0) -> np.ndarray:
+    """Weights w minimising the softmax cross-entropy of ``target`` among ``allowed`` items
+    for logits Σ_c w_c Z[c] + offset (``Z`` float[C, U, I]); starts from equal weights."""
+    start = np.ones(Z.shape[0]) / Z.shape[0]
+    res = minimize(_softmax_ce, start, args=(Z, offset, allowed, target, l2), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 200})
+    return np.asarray(res.x, np.float64)
+
+
+class LearnedHybrid(Recommender):
+    """``components``: list of (name, estimator) pairs (default: EASE, MiniLM content and a
+    SASRec on MiniLM vectors); ``l2``: penalty on the weights; ``max_users``: cap on the
+    validation users the weights are learned on (a seeded sample beyond it; memory is
+    users × items × components); ``seed``; ``temperature``: softmax T of P(i|u)."""
+
+    scores_new_items = True
+
+    def __init__(self, components=None, l2: float = 1e-3, max_users: int = 5000, seed: int = 42,
+                 temperature: float = 1.0):
+        self.components = components
+        self.l2 = l2
+        self.max_users = max_users
+        self.seed = seed
+        self.temperature = temperature
+
+    def _default_components(self):
+        from .content import ContentRecommender
+        from .ease import EASE
+        from .sequential import SequentialRecommender
+
+        return [("ease", EASE()), ("content", ContentRecommender()), ("sasrec", SequentialRecommender())]
+
+    def _parts(self):
+        parts = self.components if self.components is not None else self._default_components()
+        names = [name for name, _ in parts]
+        if not parts or len(set(names)) != len(names):
+            raise ValueError(f"components must be non-empty (name, estimator) pairs with distinct names, got {names}")
+        if not any(scores_new_items(est) for _, est in parts):
+            raise ValueError("at least one component must score items from their content (for new items)")
+        return parts
+
+    # -- learning the weights ---------------------------------------------------------
+    def _learn(self, fitted: list, has_events: np.ndarray, targets) -> None:
+        """Learn (w, w') from components fitted on the data ``targets`` were held out of."""
+        frame = targets.frame
+        users = frame["user_id"].to_numpy()
+        item = frame["item_pos"].to_numpy()
+        pick = np.arange(len(users))
+        if len(pick) > self.max_users:
+            pick = np.sort(np.random.default_rng(self.seed).choice(len(pick), self.max_users, replace=False))
+        users, item = users[pick], item[pick]
+        Z = np.stack([component_z(model, users, has_events) for _, model in fitted])
+        allowed = np.ones(Z.shape[1:], bool)
+        for k, p in enumerate(pick):
+            allowed[k, targets.seen[p]] = False
+        allowed[np.arange(len(item)), item] = True
+        text = np.array([scores_new_items(model) for _, model in fitted])
+        w_new = np.zeros(len(fitted))
+        w_new[text] = learn_weights(Z[text], allowed, item, self.l2)
+        # Items without events keep the score w'·z whatever w is: a fixed offset while w is
+        # learned on the items with events.
+        offset = np.where(has_events[None, :], 0.0, np.tensordot(w_new, Z, axes=(0, 0)))
+        w = learn_weights(np.where(has_events[None, None, :], Z, 0.0), allowed, item, self.l2, offset)
+        self.weights_ = dict(zip([n for n, _ in fitted], np.round(w, 6).tolist()))
+        self.new_item_weights_ = dict(zip([n for n, _ in fitted], np.round(w_new, 6).tolist()))
+        self.learned_on_ = {"users": int(len(users)), "components": [n for n, _ in fitted]}
+
+    # -- fitting ----------------------------------------------------------------------
+    def _fit(self, dataset) -> None:
+        from ..data.split import temporal_leave_one_out
+
+        parts = self._parts()
+        inner = temporal_leave_one_out(dataset)
+        inner_fitted = [(name, clone(est).fit(inner.train_valid)) for name, est in parts]
+        self._learn(inner_fitted, inner_fitted[0][1].history_.item_counts > 0, inner.test)
+        full = []
+        for (name, est), (_, model) in zip(parts, inner_fitted):
+            if hasattr(model, "update_history"):
+                full.append((name, model.update_history(dataset)))
+            else:
+                full.append((name, clone(est).fit(dataset)))
+        self.components_ = full
+        self.has_events_ = self.history_.item_counts > 0
+
+    @classmethod
+    def from_fitted(cls, valid_components: list, valid_targets, test_components: list, **params) -> "LearnedHybrid":
+        """Weights learned on ``valid_targets`` with ``valid_components`` (fitted on the
+        training set); the returned model serves with ``test_components`` (the same
+        components fitted on train+validation)."""
+        model = cls(components=[(n, m) for n, m in test_components], **params)
+        has_valid = valid_components[0][1].history_.item_counts > 0
+        model._learn(valid_components, has_valid, valid_targets)
+        reference = test_components[0][1]
+        model.items_ = reference.items_
+        model.history_ = reference.history_
+        model.components_ = list(test_components)
+        model.has_events_ = model.history_.item_counts > 0
+        return model
+
+    def with_components(self, components: list) -> "LearnedHybrid":
+        """A copy with the same learned weights over other fitted components (the same
+        names; e.g. refitted on more data)."""
+        import copy
+
+        names = [n for n, _ in components]
+        if names != list(self.weights_):
+            raise ValueError(f"components {names} do not match the learned weights {list(self.weights_)}")
+        other = copy.copy(self)
+        other.components = list(components)
+        other.components_ = list(components)
+        other.items_ = components[0][1].items_
+        other.history_ = components[0][1].history_
+        other.has_events_ = other.history_.item_counts > 0
+        return other
+
+    # -- scoring ----------------------------------------------------------------------
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        users = self.history_.user_ids[rows]
+        warm = np.zeros((len(rows), len(self.items_)))
+        new = np.zeros_like(warm)
+        for name, model in self.components_:
+            z = component_z(model, users, self.has_events_)
+            warm += self.weights_[name] * z
+            new += self.new_item_weights_[name] * z
+        return np.where(self.has_events_, warm, new).astype(np.float32)

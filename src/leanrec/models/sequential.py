@@ -1,0 +1,309 @@
+"""Learned user models on frozen text vectors: projection, attention pooling, SASRec.
+
+:class:`SequentialRecommender` learns from interactions *on top of* a frozen sentence
+encoder: item vectors are a learned projection of the item's text vector (plus, if asked,
+an ID embedding for items with training events), and the user's state is pooled from the
+history by ``pooling`` = ``mean`` | ``attention`` | ``sasrec`` (see
+:mod:`leanrec.models.seqnet`). The encoder is never back-propagated through, so a fit
+costs CPU-minutes, not the hour a language-model fine-tune would, and a new item needs its
+text encoded and one matrix-vector product — no retraining.
+
+Training: next-item prediction at every position of every training history (windows of
+``max_len`` events, full softmax over the catalogue; with ``mask_seen`` the user's other
+items are not used as negatives, matching the evaluation, which excludes seen items).
+Early stopping: each user's last training event (users with at least 3) is held out as an
+internal validation target, NDCG@10 over the full catalogue is computed after every epoch
+and the best epoch's weights are kept; training stops after ``patience`` epochs without
+improvement, after ``max_epochs``, or when ``time_budget_s`` is spent (checked after every
+batch). The held-out events still feed the user state at scoring time. Deterministic for a
+seed on a fixed number of threads (``threads``; torch's CPU kernels are deterministic
+there). ``precision="bf16"`` runs the forward pass under CPU bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+import numpy as np
+
+from ..eval.metrics import ndcg_at_k, target_ranks
+from .base import Recommender
+from .content import build_encoder
+from .seqnet import POOLINGS
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def windows(sequences: list[np.ndarray], max_len: int, pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut histories into training windows, right-aligned, newest window first.
+
+    Returns ``inputs`` int[n, max_len] (``pad`` = empty), ``targets`` int[n, max_len]
+    (-1 = no target: the item after each input position) and ``owner`` int[n] (the
+    sequence each window came from). Consecutive windows share one event, so every event
+    but a history's first is a target exactly once.
+    """
+    inputs, targets, owner = [], [], []
+    for s, seq in enumerate(sequences):
+        end = len(seq)
+        while end >= 2:
+            start = max(0, end - max_len - 1)
+            chunk = seq[start:end]
+            x = np.full(max_len, pad, np.int64)
+            y = np.full(max_len, -1, np.int64)
+            x[max_len - (len(chunk) - 1):] = chunk[:-1]
+            y[max_len - (len(chunk) - 1):] = chunk[1:]
+            inputs.append(x)
+            targets.append(y)
+            owner.append(s)
+            end = start + 1
+    if not inputs:
+        return np.zeros((0, max_len), np.int64), np.zeros((0, max_len), np.int64), np.zeros(0, np.int64)
+    return np.stack(inputs), np.stack(targets), np.asarray(owner, np.int64)
+
+
+def last_window(seq: np.ndarray, max_len: int, pad: int) -> np.ndarray:
+    """The newest ``max_len`` events of a history, right-aligned: the input for scoring."""
+    x = np.full(max_len, pad, np.int64)
+    tail = seq[-max_len:]
+    if len(tail):
+        x[max_len - len(tail):] = tail
+    return x
+
+
+class SequentialRecommender(Recommender):
+    """Parameters (all stored as given; see the module docstring):
+
+    ``encoder``/``cache`` — the frozen text encoder, as for ContentRecommender;
+    ``pooling`` — mean | attention | sasrec; ``dim`` — learned space; ``max_len`` — events
+    the user tower sees; ``layers``/``heads`` (sasrec); ``dropout``; ``item_ids`` — add ID
+    embeddings for items with training events, dropped per item with ``id_dropout`` in
+    training; ``half_life`` (mean pooling, in events); ``lr``, ``weight_decay``,
+    ``batch_size`` (windows); ``max_epochs``, ``patience``, ``time_budget_s``;
+    ``mask_seen``; ``precision`` fp32 | bf16; ``seed``; ``threads`` (torch intra-op
+    threads during fit and scoring; None leaves torch's setting); ``on_epoch`` — called with
+    each epoch's record (epoch, train loss, valid NDCG@10, seconds), for progress display.
+    """
+
+    def __init__(self, encoder="minilm", pooling: str = "sasrec", dim: int = 64, max_len: int = 50,
+                 layers: int = 2, heads: int = 1, dropout: float = 0.2, item_ids: bool = False,
+                 id_dropout: float = 0.5, half_life: float = 8.0, lr: float = 1e-3, weight_decay: float = 0.0,
+                 batch_size: int = 128, max_epochs: int = 200, patience: int = 10, time_budget_s: float = 300.0,
+                 mask_seen: bool = True, precision: str = "fp32", seed: int = 42, threads: int | None = 1,
+                 cache="auto", temperature: float = 1.0, on_epoch=None):
+        self.encoder = encoder
+        self.pooling = pooling
+        self.dim = dim
+        self.max_len = max_len
+        self.layers = layers
+        self.heads = heads
+        self.dropout = dropout
+        self.item_ids = item_ids
+        self.id_dropout = id_dropout
+        self.half_life = half_life
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.time_budget_s = time_budget_s
+        self.mask_seen = mask_seen
+        self.precision = precision
+        self.seed = seed
+        self.threads = threads
+        self.cache = cache
+        self.temperature = temperature
+        self.on_epoch = on_epoch
+
+    scores_new_items = True  # item vectors come from text: new items score at once
+
+    # -- checks ---------------------------------------------------------------------
+    def _check_params(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in ("dim", "max_len", "layers", "heads", "batch_size", "max_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        for name in ("dropout", "id_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+        if not self.lr > 0 or not self.time_budget_s > 0 or self.patience < 1:
+            raise ValueError("lr and time_budget_s must be > 0 and patience >= 1")
+
+    def _threads(self):
+        import torch
+
+        if self.threads is None:
+            return contextlib.nullcontext()
+        before = torch.get_num_threads()
+
+        @contextlib.contextmanager
+        def scoped():
+            torch.set_num_threads(int(self.threads))
+            try:
+                yield
+            finally:
+                torch.set_num_threads(before)
+        return scoped()
+
+    # -- fit ------------------------------------------------------------------------
+    def _fit(self, dataset) -> None:
+        self._check_params()
+        texts = dataset.items.texts
+        self.encoder_ = build_encoder(self.encoder, texts, self.cache)
+        self.text_vectors_ = np.asarray(self.encoder_.encode(texts), np.float32)
+        with self._threads():
+            self._train()
+
+    def _holdout(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """Training histories without each user's last event (users with >= 3 events), and
+        those last events as (user row, item position) validation targets."""
+        fit_seqs, rows, items = [], [], []
+        for r, seq in enumerate(self.history_.sequences):
+            if len(seq) >= 3:
+                fit_seqs.append(seq[:-1])
+                rows.append(r)
+                items.append(seq[-1])
+            else:
+                fit_seqs.append(seq)
+        return fit_seqs, np.asarray(rows, np.int64), np.asarray(items, np.int64)
+
+    def _train(self) -> None:
+        import torch
+
+        from .seqnet import SeqNet
+
+        torch.manual_seed(self.seed)
+        rng = np.random.default_rng(self.seed)
+        n_items = len(self.items_)
+        net = SeqNet(torch.from_numpy(self.text_vectors_), torch.from_numpy(self.history_.item_counts > 0),
+                     pooling=self.pooling, dim=self.dim, max_len=self.max_len, layers=self.layers, heads=self.heads,
+                     dropout=self.dropout, item_ids=self.item_ids, half_life=self.half_life)
+        fit_seqs, val_rows, val_items = self._holdout()
+        inputs, targets, owner = windows(fit_seqs, self.max_len, n_items)
+        seen = [np.unique(s) for s in fit_seqs]
+        optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if self.precision == "bf16" \
+            else contextlib.nullcontext
+        val_input = np.stack([last_window(fit_seqs[r], self.max_len, n_items) for r in val_rows]) \
+            if len(val_rows) else np.zeros((0, self.max_len), np.int64)
+
+        def validate() -> float:
+            if not len(val_rows):
+                return float("nan")
+            scores = self._scores_for(net, val_input)
+            allowed = np.ones_like(scores, dtype=bool)
+            for k, r in enumerate(val_rows):
+                allowed[k, seen[r]] = False
+            allowed[np.arange(len(val_rows)), val_items] = True
+            rank, _ = target_ranks(scores, allowed, val_items)
+            return float(ndcg_at_k(rank, 10).mean())
+
+        t0, c0 = time.perf_counter(), time.process_time()
+        history = [{"epoch": 0, "valid_ndcg@10": validate(), "seconds": 0.0}]
+        best = (history[0]["valid_ndcg@10"], 0, {k: v.clone() for k, v in net.state_dict().items()})
+        stopped, steps = "max_epochs", 0
+        for epoch in range(1, self.max_epochs + 1):
+            net.train()
+            losses = []
+            for batch in np.array_split(rng.permutation(len(inputs)), max(1, -(-len(inputs) // self.batch_size))):
+                if not len(batch):
+                    continue
+                x = torch.from_numpy(inputs[batch])
+                y = torch.from_numpy(targets[batch])
+                keep = None
+                if self.item_ids and self.id_dropout > 0:
+                    keep = torch.rand(n_items) >= self.id_dropout
+                with autocast():
+                    table = net.item_table(keep)
+                    states = net.user_states(x, table)
+                    where = y >= 0
+                    logits = (states[where] @ table.T).float()
+                tgt = y[where]
+                if self.mask_seen:
+                    rows = np.repeat(np.arange(len(batch)), where.sum(1).numpy())
+                    mask = torch.zeros(len(batch), n_items, dtype=torch.bool)
+                    for k, b in enumerate(batch):
+                        mask[k, torch.from_numpy(seen[owner[b]])] = True
+                    mask = mask[torch.from_numpy(rows)]
+                    mask[torch.arange(len(tgt)), tgt] = False
+                    logits = logits.masked_fill(mask, float("-inf"))
+                loss = torch.nn.functional.cross_entropy(logits, tgt)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                steps += 1
+                if time.perf_counter() - t0 > self.time_budget_s:
+                    stopped = "time_budget"
+                    break
+            value = validate()
+            history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else float("nan"),
+                            "valid_ndcg@10": value, "seconds": round(time.perf_counter() - t0, 3)})
+            if self.on_epoch is not None:
+                self.on_epoch(history[-1])
+            if value > best[0]:
+                best = (value, epoch, {k: v.clone() for k, v in net.state_dict().items()})
+            if stopped == "time_budget":
+                break
+            if epoch - best[1] >= self.patience:
+                stopped = "early_stopping"
+                break
+        net.load_state_dict(best[2])
+        net.eval()
+        self.net_ = net
+        with torch.no_grad():
+            self.item_table_ = net.item_table().float().numpy()
+        self.training_ = {
+            "pooling": self.pooling, "best_epoch": best[1], "best_valid_ndcg@10": best[0], "stopped": stopped,
+            "epochs": len(history) - 1, "steps": steps, "windows": int(len(inputs)),
+            "valid_users": int(len(val_rows)), "train_seconds": round(time.perf_counter() - t0, 3),
+            "train_cpu_seconds": round(time.process_time() - c0, 3), "precision": self.precision,
+            "threads": self.threads, "parameters": int(sum(p.numel() for p in net.parameters())),
+            "history": history,
+        }
+
+    def update_history(self, dataset) -> "SequentialRecommender":
+        """A copy that scores with ``dataset``'s histories, without retraining: the user
+        tower is a function of the history, so new events (and new users) need no fit.
+        ``dataset`` must have the same catalogue."""
+        import copy
+
+        from .base import History
+
+        self._check_fitted()
+        if not np.array_equal(np.asarray(dataset.items.ids), np.asarray(self.items_.ids)):
+            raise ValueError("update_history needs the catalogue the model was fitted on")
+        other = copy.copy(self)
+        other.history_ = History.from_dataset(dataset)
+        return other
+
+    # -- scoring --------------------------------------------------------------------
+    def _scores_for(self, net, inputs: np.ndarray, batch: int = 512) -> np.ndarray:
+        """Scores over the catalogue for right-aligned input windows (eval mode, no grad)."""
+        import torch
+
+        was_training = net.training
+        net.eval()
+        out = np.zeros((len(inputs), net.n_items), np.float32)
+        with torch.no_grad():
+            table = net.item_table()
+            for start in range(0, len(inputs), batch):
+                x = torch.from_numpy(inputs[start:start + batch])
+                states = net.user_states(x, table)[:, -1]
+                out[start:start + batch] = (states @ table.T).float().numpy()
+        net.train(was_training)
+        return out
+
+    def user_inputs(self, rows: np.ndarray) -> np.ndarray:
+        """The scoring input window of each history row."""
+        return np.stack([last_window(self.history_.sequences[r], self.max_len, len(self.items_)) for r in rows])
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        with self._threads():
+            return self._scores_for(self.net_, self.user_inputs(rows))
