@@ -76,6 +76,9 @@ class ExperimentConfig:
     finetune: dict = field(default_factory=lambda: dict(FINETUNE_DEFAULTS))
     sequential: dict = field(default_factory=lambda: dict(SEQUENTIAL_DEFAULTS))
     sasrec_grid: tuple = ({"item_ids": False}, {"item_ids": True})
+    #: how the sequence models get to test: "history" = trained on train, scored with the
+    #: train+validation histories (no second training); "retrain" = refitted like the rest.
+    sequential_refit: str = "history"
 
 
 #: ``leanrec.encoders.finetune.ensure_finetuned`` arguments of the demo's fine-tune.
@@ -187,7 +190,7 @@ def learned_hybrid_run(runs: dict[str, TunedRun], split, seed: int) -> TunedRun:
         raise ValueError("learned-hybrid needs at least one content or sequential model before it in --models")
     t0 = time.perf_counter()
     valid_model = LearnedHybrid.from_fitted([(n, runs[n].valid_model) for n in names], split.valid,
-                                            [(n, runs[n].valid_model) for n in names], seed=seed)
+                                            [(n, runs[n].valid_model) for n in names], split.candidates, seed=seed)
     fit_seconds = time.perf_counter() - t0
     valid = evaluate(valid_model, split.valid, split.candidates)
     model = valid_model.with_components([(n, runs[n].model) for n in names])
@@ -201,11 +204,16 @@ def _finetuned_encoder(split, cfg: ExperimentConfig, on_status) -> tuple[str, di
     """The MiniLM fine-tuned on this split's training events (cached; trained if missing)."""
     from .encoders.finetune import ensure_finetuned
 
-    def progress(record: dict) -> None:
-        if on_status:
-            on_status(f"minilm-ft/{split.protocol} fine-tuning: " + ", ".join(
-                f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in record.items()
-                if k in ("epoch", "step", "steps", "train_loss", "valid_ndcg@10", "seconds")))
+    def progress(event: dict) -> None:
+        if not on_status:
+            return
+        head = f"minilm-ft/{split.protocol} fine-tuning epoch {event.get('epoch')}"
+        if event.get("event") == "step":
+            on_status(f"{head} step {event['step']}/{event['steps']} loss {event['loss']:.3f}")
+        elif event.get("event") == "epoch":
+            on_status(f"{head} valid ndcg@10 {event.get('valid_ndcg10', float('nan')):.4f}")
+        elif event.get("event") == "validate":
+            on_status(f"{head} validating")
 
     folder = ensure_finetuned(split.train, model=cfg.sentence_model, seed=cfg.seed, progress=progress, **cfg.finetune)
     record_file = Path(folder) / "leanrec_finetune.json"
@@ -232,7 +240,8 @@ def run_experiment(ds: Dataset, out_dir: str | Path, cfg: ExperimentConfig | Non
         "dataset": ds.summary(),
         "seed": cfg.seed,
         "config": asdict(cfg),
-        "selection": "validation ndcg@10 over the grid, refit on train+validation for test; "
+        "selection": "validation ndcg@10 over the grid, refit on train+validation for test "
+                     f"(projection/attention/sasrec: refit={cfg.sequential_refit!r}); "
                      "learned-hybrid: weights learned on validation",
         "versions": versions(),
         "embedding_cache": embedding,
@@ -259,7 +268,8 @@ def run_experiment(ds: Dataset, out_dir: str | Path, cfg: ExperimentConfig | Non
                 if hasattr(estimator, "on_epoch") and on_status:
                     estimator.set_params(on_epoch=lambda r, label=label: on_status(
                         f"{label} epoch {r['epoch']} valid ndcg@10 {r['valid_ndcg@10']:.4f}"))
-                run = tune_and_test(estimator, grid, split, on_step=step)
+                refit = cfg.sequential_refit if name in ("projection", "attention", "sasrec") else "retrain"
+                run = tune_and_test(estimator, grid, split, refit=refit, on_step=step)
             runs[name] = run
             tuned[name] = run.params
             summary = _summarise(run)

@@ -111,8 +111,11 @@ class LearnedHybrid(Recommender):
         return parts
 
     # -- learning the weights ---------------------------------------------------------
-    def _learn(self, fitted: list, has_events: np.ndarray, targets) -> None:
-        """Learn (w, w') from components fitted on the data ``targets`` were held out of."""
+    def _learn(self, fitted: list, has_events: np.ndarray, targets, candidates=None) -> None:
+        """Learn (w, w') from components fitted on the data ``targets`` were held out of,
+        ranking each target among the user's unseen ``candidates`` (item positions; all
+        items if None — the cold protocol passes its cold items, so w' is learned on
+        exactly the ranking it will face)."""
         frame = targets.frame
         users = frame["user_id"].to_numpy()
         item = frame["item_pos"].to_numpy()
@@ -122,6 +125,9 @@ class LearnedHybrid(Recommender):
         users, item = users[pick], item[pick]
         Z = np.stack([component_z(model, users, has_events) for _, model in fitted])
         allowed = np.ones(Z.shape[1:], bool)
+        if candidates is not None:
+            allowed[:] = False
+            allowed[:, np.asarray(candidates)] = True
         for k, p in enumerate(pick):
             allowed[k, targets.seen[p]] = False
         allowed[np.arange(len(item)), item] = True
@@ -154,13 +160,14 @@ class LearnedHybrid(Recommender):
         self.has_events_ = self.history_.item_counts > 0
 
     @classmethod
-    def from_fitted(cls, valid_components: list, valid_targets, test_components: list, **params) -> "LearnedHybrid":
-        """Weights learned on ``valid_targets`` with ``valid_components`` (fitted on the
-        training set); the returned model serves with ``test_components`` (the same
-        components fitted on train+validation)."""
+    def from_fitted(cls, valid_components: list, valid_targets, test_components: list, candidates=None,
+                    **params) -> "LearnedHybrid":
+        """Weights learned on ``valid_targets`` (ranked among ``candidates``, default all
+        items) with ``valid_components`` (fitted on the training set); the returned model
+        serves with ``test_components`` (the same components fitted on train+validation)."""
         model = cls(components=[(n, m) for n, m in test_components], **params)
         has_valid = valid_components[0][1].history_.item_counts > 0
-        model._learn(valid_components, has_valid, valid_targets)
+        model._learn(valid_components, has_valid, valid_targets, candidates)
         reference = test_components[0][1]
         model.items_ = reference.items_
         model.history_ = reference.history_
