@@ -52,3 +52,39 @@ def test_experiment_on_generated_files(tmp_path):
     assert again["embedding_cache"]["misses"] == 0 and again["embedding_cache"]["hits"] > 0
     # and gives the same numbers (deterministic given the seed)
     assert again["models"]["minilm"]["cold"]["test"] == results["models"]["minilm"]["cold"]["test"]
+
+
+@pytest.mark.slow
+def test_learned_models_end_to_end(tmp_path):
+    """``--models all`` on generated data: the fine-tune, the sequence models and the
+    learned hybrid run on both protocols, write the same files, and repeat exactly."""
+    ds = make_dataset(n_users=100, n_items=60, seed=11)
+    tiny = dict(finetune={"max_epochs": 1, "pairs_per_epoch": 64, "batch_size": 16, "layers": 1,
+                          "time_budget_s": 120.0},
+                sequential={"max_epochs": 3, "dim": 16, "max_len": 10, "batch_size": 32, "lr": 5e-3,
+                            "time_budget_s": 60.0, "threads": 1},
+                half_lives=(2,), ease_lambdas=(10.0,), hybrid_half_lives=(2,), hybrid_weights=(0.5,))
+    cfg = ExperimentConfig(models=("all",), **tiny)
+    steps, status = [], []
+    results = run_experiment(ds, tmp_path / "out", cfg, on_step=steps.append, on_status=status.append)
+    assert len(steps) == plan_steps(cfg)
+    assert any("fine-tuning" in s for s in status) and any("sasrec/warm epoch" in s for s in status)
+    models = results["models"]
+    assert list(models) == ["popular", "ease", "tfidf", "minilm", "hybrid", "minilm-ft", "projection",
+                            "attention", "sasrec", "learned-hybrid"]
+    for name in models:
+        for protocol in ("warm", "cold"):
+            recs = pd.read_csv(tmp_path / "out" / "recs" / f"{name}_{protocol}.csv")
+            assert list(recs.columns) == ["user_id", "rank", "item_id", "score"] and len(recs)
+    for name in ("projection", "attention", "sasrec"):
+        training = models[name]["warm"]["training"]
+        assert training["train_cpu_seconds"] > 0 and training["history"][0]["epoch"] == 0
+    assert models["minilm-ft"]["warm"]["training"]["history"]
+    weights = models["learned-hybrid"]["cold"]["params"]["new_item_weights"]
+    assert weights["ease"] == weights["popular"] == 0.0    # no collaborative signal on cold items
+    assert set(weights) == {"popular", "ease", "tfidf", "minilm", "minilm-ft", "projection", "attention", "sasrec"}
+    # same seed, same numbers (the fine-tuned encoders now come from the cache)
+    again = run_experiment(ds, tmp_path / "again", cfg)
+    for name in models:
+        for protocol in ("warm", "cold"):
+            assert again["models"][name][protocol]["test"] == models[name][protocol]["test"], (name, protocol)

@@ -147,19 +147,40 @@ def demo(
                   f"results in {out / 'results.json'} · lists in {out / 'recs'}")
 
 
-def _tuned_model(model: str, results: Optional[Path]):
+def _check_model(model: str) -> None:
+    """Fail on an unknown model name before any data is loaded."""
+    from .experiment import MODEL_NAMES
+
+    if model not in MODEL_NAMES:
+        raise typer.BadParameter(f"unknown model {model!r}; choose from {', '.join(MODEL_NAMES)}")
+
+
+def _tuned_model(model: str, results: Optional[Path], ds=None):
     """(estimator, tuned params per model, the params chosen for ``model``): the demo's
     warm-protocol choices from ``results`` (default ``out/results.json``) when it exists,
-    else the first point of the model's grid."""
+    else the first point of the model's grid. ``minilm-ft`` needs ``ds``: its encoder is
+    MiniLM fine-tuned on all of ``ds`` (cached; trained now, with a bar, if missing)."""
     from .experiment import ExperimentConfig, model_grid
 
     path = results or Path("out/results.json")
     tuned = json.loads(path.read_text())["models"] if path.exists() else {}
     params = {name: run["warm"]["params"] for name, run in tuned.items() if "warm" in run}
+    cfg = ExperimentConfig()
+    finetuned = None
+    if model == "minilm-ft" and ds is not None:
+        from .encoders.finetune import ensure_finetuned
+
+        with _progress() as progress:
+            task = progress.add_task("fine-tuning MiniLM on every event", total=None)
+            finetuned = str(ensure_finetuned(ds, model=cfg.sentence_model, seed=cfg.seed, **cfg.finetune,
+                                             progress=lambda e: progress.update(task, description=(
+                                                 f"fine-tuning MiniLM: epoch {e.get('epoch')} {e.get('event')}"))))
     try:
-        estimator, grid = model_grid(model, ExperimentConfig(), params)
+        estimator, grid = model_grid(model, cfg, params, finetuned)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if model == "learned-hybrid":  # its weights are learned in fit, not chosen from a grid
+        return estimator, params, {}
     return estimator, params, params.get(model) or grid[0]
 
 
@@ -167,7 +188,8 @@ def _tuned_model(model: str, results: Optional[Path]):
 def recommend(
     user: str = typer.Option(..., "--user", help="User id."),
     k: int = typer.Option(10, "-k", help="List length."),
-    model: str = typer.Option("hybrid", help="popular, ease, tfidf, minilm or hybrid."),
+    model: str = typer.Option("hybrid", help="popular, ease, tfidf, minilm, hybrid, minilm-ft, projection, "
+                              "attention, sasrec or learned-hybrid."),
     results: Optional[Path] = typer.Option(None, help="results.json whose warm-protocol params to use "
                                            "(default: out/results.json if present, else defaults)."),
     dataset: str = typer.Option("ml-100k"),
@@ -180,8 +202,9 @@ def recommend(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if k < 1:
         raise typer.BadParameter(f"-k must be at least 1, got {k}")
-    estimator, _, chosen = _tuned_model(model, results)
+    _check_model(model)
     ds = _load(dataset)
+    estimator, _, chosen = _tuned_model(model, results, ds)
     user_id = coerce_ids_like(pd.Series([user]), ds.events.frame["user_id"]).iloc[0]
     if user_id is None or user_id not in set(ds.events.frame["user_id"]):
         console.print(f"[red]unknown user {user!r} in {dataset}")

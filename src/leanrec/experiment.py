@@ -115,10 +115,28 @@ def model_grid(name: str, cfg: ExperimentConfig, tuned: dict, finetuned: str | N
         est = SequentialRecommender(encoder=cfg.sentence_model, pooling=pooling, seed=cfg.seed, **cfg.sequential)
         return est, list(cfg.sasrec_grid) if name == "sasrec" else [{}]
     if name == "learned-hybrid":
-        from .models.learned_hybrid import LearnedHybrid
-
-        return LearnedHybrid(seed=cfg.seed), [{}]
+        return servable_learned_hybrid(cfg, tuned), [{}]
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
+
+
+def servable_learned_hybrid(cfg: ExperimentConfig, tuned: dict):
+    """The learned hybrid a service can run (``leanrec train --model learned-hybrid``):
+    EASE + the MiniLM content model + SASRec, each with its tuned parameters where
+    ``tuned`` has them (the demo's ``results.json``), the fusion weights learned in ``fit``
+    on an internal validation. (The demo's own learned hybrid fuses every model it ran,
+    TF-IDF included, whose corpus-fitted vocabulary a live catalogue cannot keep.)"""
+    from .models.learned_hybrid import LearnedHybrid
+    from .models.sequential import SequentialRecommender
+
+    def params(name: str) -> dict:
+        chosen = tuned.get(name) or {}
+        return chosen if all(isinstance(v, (int, float, str, bool, type(None))) for v in chosen.values()) else {}
+
+    ease = EASE(**params("ease"))
+    content = ContentRecommender(encoder=cfg.sentence_model, **params("minilm"))
+    sasrec = SequentialRecommender(encoder=cfg.sentence_model, pooling="sasrec", seed=cfg.seed, **cfg.sequential)
+    sasrec.set_params(**params("sasrec"))
+    return LearnedHybrid([("ease", ease), ("minilm", content), ("sasrec", sasrec)], seed=cfg.seed)
 
 
 def plan_steps(cfg: ExperimentConfig) -> int:

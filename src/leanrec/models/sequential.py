@@ -87,7 +87,7 @@ class SequentialRecommender(Recommender):
 
     def __init__(self, encoder="minilm", pooling: str = "sasrec", dim: int = 64, max_len: int = 50,
                  layers: int = 2, heads: int = 1, dropout: float = 0.2, item_ids: bool = False,
-                 id_dropout: float = 0.5, half_life: float = 8.0, lr: float = 1e-3, weight_decay: float = 0.0,
+                 id_dropout: float = 0.5, half_life: float = 8.0, lr: float = 3e-3, weight_decay: float = 0.0,
                  batch_size: int = 128, max_epochs: int = 200, patience: int = 10, time_budget_s: float = 300.0,
                  mask_seen: bool = True, precision: str = "fp32", seed: int = 42, threads: int | None = 1,
                  cache="auto", temperature: float = 1.0, on_epoch=None):
