@@ -165,3 +165,20 @@ def test_learned_hybrid_from_fitted_and_component_checks(synthetic):
         LearnedHybrid([("ease", EASE())]).fit(synthetic)
     with pytest.raises(ValueError, match="distinct"):
         LearnedHybrid([("a", EASE()), ("a", ContentRecommender(encoder="tfidf"))]).fit(synthetic)
+
+
+def test_attention_pooling_starts_as_the_decayed_mean():
+    import torch
+
+    from leanrec.models.seqnet import SeqNet
+
+    torch.manual_seed(0)
+    text, has_events = torch.randn(30, 8), torch.ones(30, dtype=torch.bool)
+    attention = SeqNet(text, has_events, pooling="attention", dim=4, max_len=6, dropout=0.0, half_life=3.0).eval()
+    mean = SeqNet(text, has_events, pooling="mean", dim=4, max_len=6, dropout=0.0, half_life=3.0).eval()
+    mean.proj.load_state_dict(attention.proj.state_dict())
+    seq = torch.tensor([[30, 30, 1, 2, 3, 4], [5, 6, 7, 8, 9, 10]])   # 30 = padding
+    with torch.no_grad():
+        table = attention.item_table()
+        a, m = attention.user_states(seq, table), mean.user_states(seq, table)
+    assert torch.allclose(a[0, 2:], m[0, 2:], atol=1e-6) and torch.allclose(a[1], m[1], atol=1e-6)

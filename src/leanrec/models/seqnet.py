@@ -10,6 +10,7 @@ one of:
   recommender's formula on learned vectors: "cheap adaptation", just W is learned);
 * ``attention`` — attention pooling: one learned query attends over the history, with a
   learned bias per recency (age in events), so the model chooses which past items count;
+  initialised to equal ``mean`` (same decay), so it can only start from the mean;
 * ``sasrec`` — a small causal transformer over the sequence (SASRec, Kang & McAuley 2018,
   pre-norm blocks, learned positions), state = output at the position.
 
@@ -75,9 +76,15 @@ class SeqNet(nn.Module):
         elif pooling == "attention":
             self.key = nn.Linear(dim, dim)
             self.query = nn.Parameter(torch.zeros(dim))
+            # Initialised to be the decayed mean exactly (query 0, bias log 0.5^(age/h), output
+            # identity): attention starts where the learned-projection model is and learns
+            # which history items to weigh more from there.
             self.age_bias = nn.Embedding(max_len, 1)
-            nn.init.zeros_(self.age_bias.weight)
+            with torch.no_grad():
+                self.age_bias.weight[:, 0] = torch.arange(max_len, dtype=torch.float32) * math.log(0.5) / half_life
             self.out = nn.Linear(dim, dim)
+            nn.init.eye_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
         else:
             self.pos = nn.Embedding(max_len, dim)
             nn.init.normal_(self.pos.weight, std=0.02)
