@@ -131,8 +131,9 @@ def test_learned_weights_find_the_informative_component():
     useful = rng.normal(size=(users, items))
     useful[np.arange(users), target] += 3.0       # this component knows the answer
     noise = rng.normal(size=(users, items))       # this one does not
-    w = learn_weights(np.stack([useful, noise]), np.ones((users, items), bool), target)
-    assert w[0] > 1.0 and abs(w[1]) < 0.2 * w[0]
+    against = -useful + rng.normal(size=(users, items))   # this one points the wrong way
+    w = learn_weights(np.stack([useful, noise, against]), np.ones((users, items), bool), target)
+    assert w[0] > 1.0 and abs(w[1]) < 0.2 * w[0] and w[2] == 0.0   # never a negative weight
 
 
 def test_learned_hybrid_uses_text_components_only_for_new_items(synthetic):

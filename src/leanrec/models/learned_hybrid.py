@@ -9,8 +9,11 @@ training events, text-based ones over all items), then fused linearly:
 The weights are learned, not grid-searched: they minimise the softmax cross-entropy of
 held-out next items over the user's unseen items (the seed's P(i|u) = softmax(s), so the
 weights are a listwise ranker with one parameter per component), with a small L2 penalty,
-by L-BFGS with the exact gradient. w' is learned first on text components alone (what is
-left when an item has no collaborative signal), then w with w' fixed.
+by L-BFGS-B with the exact gradient, bounded at 0: a component can be switched off but never
+turned against (correlated components otherwise trade large opposite weights that fit the
+validation users and little else, and a non-negative weight reads as "how much this part
+counts"). w' is learned first on text components alone (what is left when an item has no
+collaborative signal), then w with w' fixed.
 
 Where the held-out events come from:
 
@@ -70,11 +73,11 @@ def _softmax_ce(weights, Z, offset, allowed, target, l2):
 
 def learn_weights(Z: np.ndarray, allowed: np.ndarray, target: np.ndarray, l2: float = 1e-3,
                   offset: np.ndarray | float = 0.0) -> np.ndarray:
-    """Weights w minimising the softmax cross-entropy of ``target`` among ``allowed`` items
-    for logits Σ_c w_c Z[c] + offset (``Z`` float[C, U, I]); starts from equal weights."""
+    """Weights w >= 0 minimising the softmax cross-entropy of ``target`` among ``allowed``
+    items for logits Σ_c w_c Z[c] + offset (``Z`` float[C, U, I]); starts from equal weights."""
     start = np.ones(Z.shape[0]) / Z.shape[0]
     res = minimize(_softmax_ce, start, args=(Z, offset, allowed, target, l2), jac=True, method="L-BFGS-B",
-                   options={"maxiter": 200})
+                   bounds=[(0.0, None)] * Z.shape[0], options={"maxiter": 200})
     return np.asarray(res.x, np.float64)
 
 
