@@ -82,7 +82,8 @@ class ExperimentConfig:
 
 
 #: ``leanrec.encoders.finetune.ensure_finetuned`` arguments of the demo's fine-tune.
-FINETUNE_DEFAULTS = {"time_budget_s": 1200.0}
+FINETUNE_DEFAULTS = {"time_budget_s": 1140.0, "max_epochs": 6, "pairs_per_epoch": 2048, "batch_size": 64,
+                     "lr": 5e-4, "patience": 2, "threads": 1}
 #: SequentialRecommender arguments shared by projection, attention and sasrec.
 SEQUENTIAL_DEFAULTS = {"time_budget_s": 300.0, "max_epochs": 200, "patience": 5, "threads": 1}
 
@@ -301,10 +302,15 @@ def run_experiment(ds: Dataset, out_dir: str | Path, cfg: ExperimentConfig | Non
 
 
 def _finetune_summary(record: dict) -> dict:
-    """What results.json keeps of the fine-tune's record (the per-epoch history included)."""
-    keep = ("base_model", "seed", "best_epoch", "stopped", "train_seconds", "train_cpu_seconds", "history",
-            "precision", "threads", "hyperparameters", "pairs")
-    return {k: v for k, v in record.items() if k in keep} | {"folder_record": "leanrec_finetune.json"}
+    """What results.json keeps of the fine-tune's record (leanrec_finetune.json in the
+    encoder folder has all of it), named like the sequence models' training records."""
+    keep = ("model", "lr", "max_epochs", "pairs_per_epoch", "batch_size", "window", "patience", "seed", "threads",
+            "precision", "time_budget_s", "n_pairs_mined", "best_epoch", "best_valid_ndcg10", "frozen_valid_ndcg10",
+            "stopped", "history", "resumes")
+    out = {k: record[k] for k in keep if k in record}
+    out["train_seconds"] = record.get("train_s")
+    out["train_cpu_seconds"] = record.get("cpu_s")
+    return out
 
 
 def _json_default(value):
