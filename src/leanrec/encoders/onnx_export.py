@@ -68,9 +68,18 @@ from leanrec.encoders.sbert import (
     transformer_num_layers,
 )
 
-__all__ = ["CHECK_TEXTS", "ONNX_PRECISIONS", "ExportCheckError", "export_onnx", "onnx_model_id"]
+__all__ = ["CHECK_TEXTS", "EXPORT_HINTS_FILENAME", "INT8_SCHEMES", "ONNX_PRECISIONS", "ExportCheckError",
+           "export_onnx", "int8_scheme_hint", "onnx_model_id"]
 
 ONNX_PRECISIONS = ("fp32", "int8")
+#: How int8 exports are quantised (see :func:`_quantize_int8`): ``"s8"`` (the default:
+#: int8 weights per channel, every MatMul and the embedding Gather), ``"u8"`` (the same
+#: with uint8 weights), ``"s8-reduce-range"`` (7-bit weights), ``"s8-ffn-out-fp32"`` (the
+#: feed-forward output MatMuls stay fp32), ``"s8-ffn-fp32"`` (both feed-forward MatMuls).
+INT8_SCHEMES = ("s8", "u8", "s8-reduce-range", "s8-ffn-out-fp32", "s8-ffn-fp32")
+#: A model folder may hold this file, ``{"int8_scheme": "..."}``, to name the scheme its
+#: int8 exports use when the caller names none (a fine-tune records its measured choice).
+EXPORT_HINTS_FILENAME = "leanrec_export.json"
 #: fp32 must agree with torch at least this well on every check text, or the export raises.
 FP32_MIN_COSINE = 0.999
 #: int8 below this (on any text) means a broken graph rather than quantisation noise.
@@ -133,6 +142,7 @@ def export_onnx(
     max_seq_length: int | None = None,
     opset: int = 17,
     check_texts: Sequence[str] | None = None,
+    int8_scheme: str | None = None,
 ) -> Path:
     """Export ``model`` (a known name or local sentence-transformers folder) to ``out_dir``.
 
@@ -141,6 +151,8 @@ def export_onnx(
     the first N transformer layers, as :class:`~leanrec.encoders.sbert.SentenceTransformerEncoder`
     does. ``max_seq_length``: ``None`` uses the model's own (256 for MiniLM).
     ``check_texts``: texts for the agreement check (default :data:`CHECK_TEXTS`).
+    ``int8_scheme``: one of :data:`INT8_SCHEMES` (int8 only); ``None``: the model folder's
+    :data:`EXPORT_HINTS_FILENAME` hint if it has one, else ``"s8"``.
 
     The folder is built next to ``out_dir`` and renamed into place only after the check
     passes, so ``out_dir`` is either absent or complete. ``out_dir`` must not exist or be
@@ -148,6 +160,12 @@ def export_onnx(
     """
     precision = check_precision(precision, ONNX_PRECISIONS)
     resolved = resolve_model(model)
+    if int8_scheme is not None and precision != "int8":
+        raise ValueError(f"int8_scheme applies to precision='int8' only, not {precision!r}")
+    if precision == "int8":
+        int8_scheme = int8_scheme or int8_scheme_hint(resolved.path) or "s8"
+        if int8_scheme not in INT8_SCHEMES:
+            raise ValueError(f"int8_scheme must be one of {', '.join(map(repr, INT8_SCHEMES))}, got {int8_scheme!r}")
     layers = check_layers(layers, transformer_num_layers(resolved))
     if max_seq_length is not None and (
         isinstance(max_seq_length, bool) or not isinstance(max_seq_length, (int, np.integer)) or max_seq_length < 1
@@ -187,7 +205,7 @@ def export_onnx(
     try:
         _export_graph(st_model, pooling, tmp / "model.onnx", opset=opset)
         if precision == "int8":
-            _quantize_int8(tmp / "model.onnx")
+            _quantize_int8(tmp / "model.onnx", int8_scheme or "s8")
         tokenizer = _fast_tokenizer(st_model, msl)
         tokenizer.save(str(tmp / "tokenizer.json"))
 
@@ -212,6 +230,7 @@ def export_onnx(
             # so a text's vector would depend on its batch-mates; one text per run keeps
             # vectors a function of the text alone, at ~25% speed cost measured on MiniLM.
             "per_text_inference": precision == "int8",
+            **({"int8_scheme": int8_scheme} if precision == "int8" else {}),
             "opset": int(opset),
             "graph_sha256": file_sha256(tmp / "model.onnx"),
             "versions": package_versions("onnxruntime", "onnx", "torch", "transformers", "sentence-transformers", "tokenizers"),
@@ -330,25 +349,54 @@ def _export_graph(st_model: Any, pooling: str, path: Path, *, opset: int) -> Non
         )
 
 
-def _quantize_int8(path: Path) -> None:
+def int8_scheme_hint(folder: str | os.PathLike[str]) -> str | None:
+    """The int8 scheme a model folder's :data:`EXPORT_HINTS_FILENAME` names, if any."""
+    import json
+
+    try:
+        hint = json.loads((Path(folder) / EXPORT_HINTS_FILENAME).read_text(encoding="utf-8")).get("int8_scheme")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return hint if isinstance(hint, str) else None
+
+
+def _quantize_int8(path: Path, scheme: str = "s8") -> None:
     """Dynamic int8 quantisation of the weights of ``path``, in place.
 
     Measured on all-MiniLM-L6-v2 against torch fp32 (14 check texts): one scale per
     weight tensor gives mean cosine 0.954 (min 0.912); ``per_channel=True`` (one scale
     per output channel) gives 0.990 (min 0.978) at no runtime cost. Quantising the
     ``Gather`` (embedding tables) too shrinks the file from 55 to 21 MiB at the same
-    quality (0.990 / 0.983), so we do. ``quant_pre_process`` changed nothing here.
+    quality (0.990 / 0.983), so we do. ``quant_pre_process`` changed nothing here. That is
+    ``scheme="s8"``, the default.
+
+    The other :data:`INT8_SCHEMES` trade size or speed for fidelity; see
+    ``benchmarks/results/finetune_encoder.md`` for what they measured on fine-tuned MiniLM.
+    The feed-forward MatMuls are found by the names the TorchScript exporter gives BERT
+    blocks (``.../layer.N/intermediate/dense/MatMul``, ``.../layer.N/output/dense/MatMul``).
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    exclude: list[str] = []
+    if scheme in ("s8-ffn-out-fp32", "s8-ffn-fp32"):
+        import onnx
+
+        names = [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type == "MatMul"]
+        exclude = [n for n in names if "/output/dense/" in n and "/attention/" not in n]
+        if scheme == "s8-ffn-fp32":
+            exclude += [n for n in names if "/intermediate/dense/" in n]
+        if not exclude:
+            raise ValueError(f"int8 scheme {scheme!r}: no feed-forward MatMul found in the graph (BERT-family only)")
     quantized = path.with_name("model.int8.onnx")
     with _quiet_root_logging():
         quantize_dynamic(
             str(path),
             str(quantized),
-            weight_type=QuantType.QInt8,
+            weight_type=QuantType.QUInt8 if scheme == "u8" else QuantType.QInt8,
             per_channel=True,
+            reduce_range=scheme == "s8-reduce-range",
             op_types_to_quantize=["MatMul", "Gemm", "Gather"],
+            nodes_to_exclude=exclude or None,
         )
     os.replace(quantized, path)
 
