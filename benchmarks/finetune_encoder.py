@@ -11,7 +11,8 @@ the content recommender's NDCG@10 on the protocol's own validation targets with 
 frozen and the fine-tuned encoder. Then bf16 autocast against fp32: median seconds per
 training step over the same batches, side by side, and the loss after those steps, with
 the CPU's bf16/AMX flags. Writes ``benchmarks/results/finetune_encoder.json`` and ``.md``.
-The fine-tuned folders go to ``benchmarks/work/finetune/`` (not committed).
+The fine-tuned folders (~90 MiB each) go to ``<leanrec cache dir>/benchmarks/finetune/``,
+outside the repository.
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-WORK = Path(__file__).parent / "work" / "finetune"
+
+def work_dir() -> Path:
+    from leanrec.paths import cache_dir
+
+    return cache_dir() / "benchmarks" / "finetune"
 FLAGS = ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "amx_int8", "avx512_vnni", "avx_vnni")
 
 
@@ -70,8 +75,9 @@ def main() -> None:
     ap.add_argument("--bf16-batch-size", type=int, default=32)
     ap.add_argument("--int8-schemes", nargs="*", default=None,
                     help="ONNX int8 schemes to compare on each fine-tuned folder (default: all)")
-    ap.add_argument("--stage", choices=("all", "train", "int8", "bf16"), default="all",
-                    help="int8 / bf16: redo only that part, on the folders and report of an earlier run")
+    ap.add_argument("--stage", choices=("all", "train", "int8", "bf16", "md"), default="all",
+                    help="int8 / bf16: redo only that part, on the folders and report of an earlier run; "
+                         "md: rewrite the .md from the .json")
     ap.add_argument("--out", type=Path, default=RESULTS / "finetune_encoder")
     args = ap.parse_args()
 
@@ -86,6 +92,9 @@ def main() -> None:
         finetune_encoder,
     )
 
+    if args.stage == "md":
+        write(json.loads(args.out.with_suffix(".json").read_text()), args.out)
+        return
     torch.set_num_threads(args.threads)
     ds = load("ml-100k")
     if args.stage in ("int8", "bf16"):
@@ -113,7 +122,7 @@ def main() -> None:
 
     for protocol in args.protocols:
         split = make_split(ds, protocol)
-        out = WORK / f"ml-100k-{protocol}"
+        out = work_dir() / f"ml-100k-{protocol}"
         shutil.rmtree(out, ignore_errors=True)
         print(f"[{protocol}] fine-tuning on {len(split.train.events)} training events", flush=True)
 
@@ -169,7 +178,7 @@ def int8_stage(report: dict, ds, args) -> None:
 
     schemes = args.int8_schemes if args.int8_schemes is not None else list(INT8_SCHEMES)
     for protocol, entry in report["protocols"].items():
-        folder = WORK / f"ml-100k-{protocol}"
+        folder = work_dir() / f"ml-100k-{protocol}"
         train = make_split(ds, protocol).train
         texts = list(train.items.texts)
         hint = folder / EXPORT_HINTS_FILENAME
@@ -281,6 +290,7 @@ def markdown(report: dict) -> str:
                              f"{q['ratio_last10_ci95'][1]:.3f}) | {q['top10_overlap']:.3f} | {q['cosine_mean']:.5f} / "
                              f"{q['cosine_min']:.4f} | {q['encode_s_median3']:.1f} | {q['model_mib']:.0f} |")
             lines.append("")
+    lines += reading(report)
     bf = report.get("bf16_vs_fp32") or {}
     if bf:
         flags = ", ".join(f"{k} {'yes' if ok else 'no'}" for k, ok in m["flags"].items())
@@ -295,6 +305,36 @@ def markdown(report: dict) -> str:
             lines += ["", f"bf16 / fp32 step time: {bf['bf16']['median_step_s'] / bf['fp32']['median_step_s']:.2f}×"]
         lines.append("")
     return "\n".join(lines)
+
+
+def reading(report: dict) -> list[str]:
+    """What the int8 numbers say, from the numbers."""
+    protos = {p: r for p, r in report["protocols"].items() if r.get("int8_schemes")}
+    if not protos:
+        return []
+
+    def span(key: str, scheme: str = "s8") -> str:
+        vals = [r["int8_schemes"][scheme][key] for r in protos.values() if scheme in r["int8_schemes"]]
+        lo, hi = f"{min(vals):.3f}", f"{max(vals):.3f}"
+        return lo if lo == hi else f"{lo}–{hi}"
+
+    lows = [r["int8_schemes"]["s8"]["ratio_last10_ci95"][0] for r in protos.values() if "s8" in r["int8_schemes"]]
+    gains = [1 - r["int8_schemes"]["s8"]["encode_s_median3"] / r["onnx_fp32_encode_s_median3"]
+             for r in protos.values() if "s8" in r["int8_schemes"] and r.get("onnx_fp32_encode_s_median3")]
+    gain = f"{100 * min(gains):.0f}–{100 * max(gains):.0f}%" if gains else "?"
+    return [
+        "## Reading the int8 numbers", "",
+        (f"On the internal validation (one target per user, ~940 users, NDCG@10 0.03–0.06) a single user's target "
+         f"crossing the top-10 edge moves the ratio by 1–3%, so its 95% interval spans about ±5% and no scheme's "
+         f"point estimate is a measurement of a 2% loss. Over each user's last 10 events (~9.4k targets, users "
+         f"resampled as clusters) the interval is about ±1.5%: the default scheme s8 keeps {span('ratio_last10')} "
+         f"of the torch model's NDCG@10, lower 95% bound {min(lows):.3f}, on both protocols. The other schemes "
+         f"bring item vectors closer to torch (mean cosine, top-10 overlap up to "
+         f"{span('top10_overlap', 's8-ffn-fp32')} vs {span('top10_overlap')}) but no measurable NDCG@10 and cost "
+         f"encode time or size, so fine-tuned folders keep s8 (`ONNX_INT8_SCHEME`, written to their "
+         f"`leanrec_export.json`). On this CPU (no VNNI) int8, one text per run, encodes these short titles only "
+         f"{gain} faster than ONNX fp32 in batches."), "",
+    ]
 
 
 if __name__ == "__main__":

@@ -100,11 +100,9 @@ def train_encoder(
         help="Export to ONNX int8 afterwards and compare its validation NDCG@10.")] = True,
     synthetic: Annotated[bool, typer.Option("--synthetic", hidden=True)] = False,
 ) -> None:
-    """Fine-tune the sentence model contrastively on item pairs consumed close together.
+    """Fine-tune the sentence model on items consumed close together; keep the epoch with the best validation NDCG@10.
 
-    Validation: each user's last event in the data set (warm protocol), NDCG@10 of the
-    content recommender, after every epoch; the best epoch is saved. Checkpoints after each
-    epoch let --resume continue an interrupted run.
+    Validation: each user's last event (NDCG@10 of the content recommender), after every epoch. A checkpoint after every epoch lets --resume go on.
     """
     from .encoders.finetune import PRECISIONS, compare_onnx_int8, finetune_encoder
 
