@@ -136,20 +136,12 @@ class SequentialRecommender(Recommender):
             raise ValueError("lr and time_budget_s must be > 0 and patience >= 1")
 
     def _threads(self):
-        import torch
+        """The project's one thread budget (torch, BLAS, faiss) for fit and scoring."""
+        import torch  # noqa: F401  (imported first, so thread_budget limits it)
 
-        if self.threads is None:
-            return contextlib.nullcontext()
-        before = torch.get_num_threads()
+        from ..cost.threads import thread_budget
 
-        @contextlib.contextmanager
-        def scoped():
-            torch.set_num_threads(int(self.threads))
-            try:
-                yield
-            finally:
-                torch.set_num_threads(before)
-        return scoped()
+        return contextlib.nullcontext() if self.threads is None else thread_budget(int(self.threads))
 
     # -- fit ------------------------------------------------------------------------
     def _fit(self, dataset) -> None:
