@@ -84,6 +84,30 @@ def test_contract_beats_random_on_generated_data(fitted):
     assert result.metrics["ndcg@10"] > random_ndcg
 
 
+#: a transformer, alone or fused, has no exact split of its score into history items
+NOT_EXACT = {"sasrec", "learned-hybrid"}
+
+
+def test_contract_decomposition_adds_up_to_the_score(fitted, request):
+    model, split = fitted
+    name = request.node.callspec.params["fitted"]
+    for user in split.test.frame["user_id"].to_numpy()[:3]:
+        d = model.decompose(user)
+        s = model.score([user])[0].astype(np.float64)
+        assert np.allclose(d.total, s, rtol=1e-5, atol=1e-5 * max(1.0, np.abs(s).max()))
+        assert d.exact == (name not in NOT_EXACT), d.note
+        assert d.exact or d.note  # a model that cannot split its score says why
+        seen = set(np.flatnonzero(model.seen_mask([user])[0]))
+        assert set(d.history.tolist()) <= seen  # only the user's own items are reasons
+        best = model.recommend(user, k=1)[0]
+        e = model.explain(user, best.item_id)
+        assert e.exact == d.exact and abs(e.score - best.score) < 1e-6
+        assert abs(e.total - e.score) <= 1e-5 * max(1.0, abs(e.score))
+        assert e.sentence
+        if not e.exact:
+            assert "no exact split" in e.sentence
+
+
 def _tiny():
     items = Items.from_frame(pd.DataFrame({"item_id": [1, 2, 3, 4],
                                            "text": ["red apple", "green apple", "blue car", "fast car"]}))

@@ -12,7 +12,12 @@ of the user-item history matrix); this base turns that into the public API:
   candidates (all items by default) — the seed formula, T = ``temperature`` where a model
   has it, else 1;
 * ``recommend(user_id, k, exclude_seen=True)``: top-K with ties broken by item id, the
-  user's seen items excluded, each with its score and its softmax probability.
+  user's seen items excluded, each with its score and its softmax probability;
+* ``decompose(user_id, items)``: each score split into per-history-item contributions plus
+  a part no history item accounts for (:class:`Decomposition`); a model implements
+  ``_decompose`` where its score has such an exact split, and the default says it has none;
+* ``explain(user_id, item_id)``: the reasons a user sees for one item
+  (:func:`leanrec.explain.explain`).
 """
 
 from __future__ import annotations
@@ -79,6 +84,32 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Decomposition:
+    """scores[i] = contributions[:, i].sum() + base[i] + unexplained[i], for the requested items.
+
+    ``history``: positions of the user's distinct history items (ascending), one row of
+    ``contributions`` each; ``base``: the part that depends on no history item (popularity,
+    a bias); ``unexplained``: the part of the score that has no exact split (a transformer's
+    output) — all zeros when the split is exact; ``note`` says why a part is unexplained.
+    """
+
+    history: np.ndarray        # int64[h]
+    contributions: np.ndarray  # float64[h, n]
+    base: np.ndarray           # float64[n]
+    unexplained: np.ndarray    # float64[n]
+    method: str
+    note: str = ""
+
+    @property
+    def exact(self) -> bool:
+        return not np.any(self.unexplained)
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.contributions.sum(axis=0) + self.base + self.unexplained
+
+
+@dataclass(frozen=True)
 class Recommendation:
     item_id: object
     score: float
@@ -91,6 +122,9 @@ class Recommender(BaseEstimator):
     def fit(self, dataset: Dataset, y=None) -> "Recommender":
         self.items_ = dataset.items
         self.history_ = History.from_dataset(dataset)
+        from ..explain import verb_for
+
+        self.explain_verb_ = verb_for(dataset)
         self._fit(dataset)
         return self
 
@@ -101,6 +135,16 @@ class Recommender(BaseEstimator):
     def _score(self, rows: np.ndarray) -> np.ndarray:
         """float32[len(rows), n_items] for rows of ``history_.matrix`` (all >= 0)."""
         raise NotImplementedError
+
+    #: how ``_decompose`` splits a score (shown in explanations)
+    explain_method = "none"
+
+    def _decompose(self, row: int, items: np.ndarray) -> Decomposition:
+        """Default: no exact split — the whole score is unexplained, and says so."""
+        score = self._score(np.array([row]))[0, items].astype(np.float64)
+        return Decomposition(np.zeros(0, np.int64), np.zeros((0, len(items))), np.zeros(len(items)), score,
+                             self.explain_method,
+                             f"{type(self).__name__} has no exact split of its score into history items")
 
     # -- public API ---------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -126,6 +170,21 @@ class Recommender(BaseEstimator):
             if r >= 0:
                 mask[k, self.history_.sequences[r]] = True
         return mask
+
+    def decompose(self, user_id, items=None) -> Decomposition:
+        """Per-history-item split of ``user_id``'s scores of ``items`` (positions; all if None)."""
+        self._check_fitted()
+        row = int(self.history_.rows([user_id])[0])
+        if row < 0:
+            raise KeyError(f"user {user_id!r} has no history in the data {type(self).__name__} was fitted on")
+        items = np.arange(len(self.items_)) if items is None else np.asarray(items, np.int64)
+        return self._decompose(row, items)
+
+    def explain(self, user_id, item_id, top: int = 3, limit: int = 10, verb: str | None = None):
+        """Why ``item_id`` is scored as it is for ``user_id``: see :func:`leanrec.explain.explain`."""
+        from ..explain import explain
+
+        return explain(self, user_id, item_id, top=top, limit=limit, verb=verb)
 
     @property
     def temperature_(self) -> float:

@@ -16,7 +16,7 @@ import math
 import numpy as np
 from sklearn.base import clone
 
-from .base import Recommender
+from .base import Decomposition, Recommender
 
 
 def decay_weights(n: int, half_life: float | None) -> np.ndarray:
@@ -75,3 +75,21 @@ class ContentRecommender(Recommender):
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return self.user_vectors(rows) @ self.item_vectors_.T
+
+    explain_method = "weighted mean of history vectors"
+
+    def history_weights(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """(distinct history items, their normalised weights w_j / Σw): an item seen twice
+        adds both events' weights."""
+        seq = self.history_.sequences[row]
+        w = decay_weights(len(seq), self.half_life)
+        items, inverse = np.unique(seq, return_inverse=True)
+        return items.astype(np.int64), np.bincount(inverse, weights=w / w.sum(), minlength=len(items))
+
+    def _decompose(self, row: int, items: np.ndarray) -> Decomposition:
+        """⟨U, V_i⟩ = Σ_j (w_j / Σw) ⟨V_j, V_i⟩: exact."""
+        hist, a = self.history_weights(row)
+        V = self.item_vectors_
+        sims = V[hist].astype(np.float64) @ V[items].astype(np.float64).T
+        zeros = np.zeros(len(items))
+        return Decomposition(hist, a[:, None] * sims, zeros, zeros.copy(), self.explain_method)

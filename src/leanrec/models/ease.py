@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Recommender
+from .base import Decomposition, Recommender
 
 
 class EASE(Recommender):
@@ -29,3 +29,12 @@ class EASE(Recommender):
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.history_.matrix[rows] @ self.B_, dtype=np.float32)
+
+    explain_method = "item-item weights (EASE)"
+
+    def _decompose(self, row: int, items: np.ndarray) -> Decomposition:
+        """score_i = Σ_j X_uj B_ji over the user's (binary) history: exact."""
+        hist = np.sort(self.history_.matrix[row].indices).astype(np.int64)
+        zeros = np.zeros(len(items))
+        return Decomposition(hist, self.B_[np.ix_(hist, items)].astype(np.float64), zeros, zeros.copy(),
+                             self.explain_method)

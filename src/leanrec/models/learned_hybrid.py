@@ -195,6 +195,28 @@ class LearnedHybrid(Recommender):
         return other
 
     # -- scoring ----------------------------------------------------------------------
+    explain_method = "learned z-score fusion"
+
+    def _decompose(self, row: int, items: np.ndarray):
+        """Each component's z-score split with its learned weight (w on items with events,
+        w' on the others; collaborative components are 0 on items without events); a
+        component with no exact split (a transformer) lands in ``unexplained``."""
+        from .decompose import merge, zscore_split
+
+        user = self.history_.user_ids[row]
+        ev = self.has_events_[items]
+        cols = np.flatnonzero(self.has_events_)
+        parts = []
+        for name, model in self.components_:
+            w, w_new = self.weights_[name], self.new_item_weights_[name]
+            if w == 0 and w_new == 0:
+                continue
+            if scores_new_items(model):
+                parts.append(zscore_split(model, user, items, None, np.where(ev, w, w_new)))
+            else:
+                parts.append(zscore_split(model, user, items, cols, np.where(ev, w, 0.0)))
+        return merge(parts, self.explain_method) if parts else super()._decompose(row, items)
+
     def _score(self, rows: np.ndarray) -> np.ndarray:
         users = self.history_.user_ids[rows]
         warm = np.zeros((len(rows), len(self.items_)))

@@ -101,6 +101,30 @@ class SeqNet(nn.Module):
             table = table + self.ids.weight * use[:, None].to(table.dtype)
         return table
 
+    def last_state_terms(self, seq: torch.Tensor, table: torch.Tensor):
+        """The last position's state as ``Σ_j a_j · v_j + bias`` (eval mode): (a [B, L],
+        v [B, L, dim], bias [dim] or None) — the exact per-history-item split an explanation
+        needs. Mean pooling: a = the normalised decay, v = the item vectors; attention: a =
+        the attention weights, v = the output layer's linear part applied to the item vectors,
+        bias = its bias (linear in v given a). None for ``sasrec``: a transformer's state has
+        no such split."""
+        if self.pooling == "sasrec":
+            return None
+        padded = torch.cat([table, table.new_zeros(1, table.shape[1])])
+        x = padded[seq]
+        real = seq != self.n_items
+        length = seq.shape[1]
+        age = (length - 1) - torch.arange(length, device=seq.device)        # age seen from the last position
+        if self.pooling == "mean":
+            w = torch.where(real, self.decay[age.clamp(max=self.max_len - 1)][None], 0.0)
+            return w / w.sum(-1, keepdim=True).clamp(min=1e-12), x, None
+        keys = torch.tanh(self.key(x))
+        logits = keys @ self.query + self.age_bias(age.clamp(max=self.max_len - 1))[..., 0][None]
+        allowed = real.clone()
+        allowed[:, -1] = True  # the last position always sees itself (as in user_states)
+        att = torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=-1)
+        return att, x @ self.out.weight.T, self.out.bias
+
     def _ages(self, length: int, device) -> torch.Tensor:
         pos = torch.arange(length, device=device)
         return pos[:, None] - pos[None, :]  # age of key j seen from query t (t - j)

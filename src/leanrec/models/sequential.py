@@ -299,3 +299,37 @@ class SequentialRecommender(Recommender):
     def _score(self, rows: np.ndarray) -> np.ndarray:
         with self._threads():
             return self._scores_for(self.net_, self.user_inputs(rows))
+
+    @property
+    def explain_method(self) -> str:
+        return {"mean": "weighted mean of learned item vectors", "attention": "attention-weighted item vectors",
+                "sasrec": "SASRec transformer"}.get(self.pooling, "none")
+
+    def _decompose(self, row: int, items: np.ndarray):
+        """Mean and attention pooling: the user state is Σ_j a_j v_j (+ a bias), so the score
+        splits exactly (``SeqNet.last_state_terms``; for attention the weights a_j depend on
+        the whole history, the split given them is exact). SASRec: no exact split."""
+        import torch
+
+        from .base import Decomposition
+
+        window = self.user_inputs(np.array([row]))
+        with self._threads(), torch.no_grad():
+            was_training = self.net_.training
+            self.net_.eval()
+            table = self.net_.item_table()
+            terms = self.net_.last_state_terms(torch.from_numpy(window), table)
+            self.net_.train(was_training)
+            if terms is None:
+                d = super()._decompose(row, items)
+                return Decomposition(d.history, d.contributions, d.base, d.unexplained, d.method,
+                                     "a transformer's user state (sasrec) has no exact split into history items")
+            a, v, bias = terms
+            target = table[torch.from_numpy(np.asarray(items, np.int64))].double()
+            per_position = (a[0, :, None].double() * v[0].double()) @ target.T      # [L, n]
+            base = (bias.double() @ target.T).numpy() if bias is not None else np.zeros(len(items))
+        real = window[0] != len(self.items_)
+        hist, inverse = np.unique(window[0][real], return_inverse=True)
+        contributions = np.zeros((len(hist), len(items)))
+        np.add.at(contributions, inverse, per_position.numpy()[real])
+        return Decomposition(hist.astype(np.int64), contributions, base, np.zeros(len(items)), self.explain_method)

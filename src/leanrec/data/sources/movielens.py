@@ -122,7 +122,7 @@ def _to_dataset(items: pd.DataFrame, events: pd.DataFrame, meta: dict) -> Datase
         Items.from_frame(items, text_fields=("title",), categorical_fields=("genres",), numeric_fields=("year",)),
         Events.from_frame(ev),
         name="ml-100k",
-        meta=meta,
+        meta={**meta, "verb": "watched"},
     )
 
 
@@ -221,7 +221,7 @@ def load_ml100k(*, fetch: bool = True, **fetch_kwargs) -> Dataset:
         Items.from_frame(items, text_fields=("title",), categorical_fields=("genres",), numeric_fields=("year",)),
         Events.from_frame(events),
         name="ml-100k",
-        meta={"source": manifest["source"]},
+        meta={"source": manifest["source"], "verb": "watched"},
     )
 
 
