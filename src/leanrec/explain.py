@@ -136,9 +136,14 @@ class ItemFacts:
         row = self.tfidf[item]
         if row.nnz == 0:
             return []
-        others = self.tfidf[contributors].max(axis=0).toarray()[0]
-        scored = [(row.data[k] * others[w], self.vocab[w]) for k, w in enumerate(row.indices)
-                  if others[w] > 0 and self.vocab[w] not in self.stop]
+        best: dict[int, float] = {}
+        for j in contributors:  # a few short sparse rows: plain dicts beat sparse reductions here
+            lo, hi = self.tfidf.indptr[j], self.tfidf.indptr[j + 1]
+            for w, v in zip(self.tfidf.indices[lo:hi], self.tfidf.data[lo:hi]):
+                if v > best.get(w, 0.0):
+                    best[w] = v
+        scored = [(row.data[k] * best[w], self.vocab[w]) for k, w in enumerate(row.indices)
+                  if w in best and self.vocab[w] not in self.stop]
         return [w for _, w in sorted(scored, key=lambda sw: (-sw[0], sw[1]))[:n]]
 
 
@@ -219,7 +224,7 @@ def explain_items(model, user_id, item_ids, *, top: int = 3, limit: int = 10, ve
         order = np.argsort(-col, kind="stable")
         positive = float(col[col > 0].sum())
         shown = order[:limit]
-        contributions = [Contribution(_plain(items.ids[d.history[j]]), facts.titles[d.history[j]], float(col[j]),
+        contributions = [Contribution(_plain(facts.ids[d.history[j]]), facts.titles[d.history[j]], float(col[j]),
                                       float(col[j] / positive) if positive > 0 and col[j] > 0 else 0.0)
                          for j in shown]
         lead = [j for j in order[:top] if col[j] > 0]
