@@ -77,6 +77,21 @@ def test_cli_recommend_and_info(tmp_path):
     assert info.returncode == 0 and "100000" in info.stdout
 
 
+def test_cli_recommend_explains_with_the_users_own_movies(tmp_path):
+    proc = _leanrec("recommend", "--user", "1", "-k", "3", "--model", "hybrid", "--explain", "--json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
+    for row in out["items"]:
+        e = row["explanation"]
+        assert e["exact"] and e["sentence"].startswith("Because you watched ")
+        total = sum(c["contribution"] for c in e["contributions"]) + e["other"] + e["base"] + e["unexplained"]
+        assert abs(total - row["score"]) < 1e-4
+        named = [c["title"] for c in e["contributions"][:3] if c["contribution"] > 0]
+        assert named and all(title in e["sentence"] for title in named)
+    text = _leanrec("recommend", "--user", "1", "-k", "2", "--model", "ease", "--explain", cwd=tmp_path)
+    assert text.returncode == 0 and "Because you watched" in text.stdout and "exact" in text.stdout
+
+
 def test_sasrec_on_text_vectors_meets_the_warm_bar(tmp_path):
     """The learned sequential model on frozen MiniLM vectors clears issue 5's warm bar
     (test NDCG@10 >= 0.070) and beats the frozen content model it replaces, on validation

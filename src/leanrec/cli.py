@@ -193,6 +193,9 @@ def recommend(
     results: Optional[Path] = typer.Option(None, help="results.json whose warm-protocol params to use "
                                            "(default: out/results.json if present, else defaults)."),
     dataset: str = typer.Option("ml-100k"),
+    explain: bool = typer.Option(False, "--explain", help="Say why: each item's score split into the "
+                                 "user's history items, what it shares with them, and one sentence."),
+    as_json: bool = typer.Option(False, "--json", help="Print the list (and explanations) as JSON instead."),
 ) -> None:
     """Top-k items for a user, fitted on all of the data set's events."""
     from .data.schema import coerce_ids_like
@@ -212,6 +215,17 @@ def recommend(
     with console.status(f"fitting {model} {chosen} on {len(ds.events)} events"):
         fitted = estimator.set_params(**chosen).fit(ds)
     recs = fitted.recommend(user_id, k=k)
+    reasons = None
+    if explain:
+        from .explain import explain_items
+
+        with console.status("explaining"):
+            reasons = explain_items(fitted, user_id, [r.item_id for r in recs])
+    if as_json:
+        rows = [{"rank": n, "item_id": r.item_id, "score": r.score, "probability": r.proba}
+                | ({"explanation": reasons[n - 1].to_dict()} if reasons else {}) for n, r in enumerate(recs, 1)]
+        print(json.dumps({"user_id": _plain(user_id), "model": model, "params": chosen, "items": rows}, default=_plain))
+        return
     texts = dict(zip(ds.items.ids.tolist(), ds.items.texts))
     table = Table(title=f"user {user_id} — {model} {json.dumps(chosen)} (seen items excluded)")
     for col in ("rank", "item id", "item", "score", "P(i|u)"):
@@ -220,8 +234,35 @@ def recommend(
         table.add_row(str(rank), str(rec.item_id), texts[rec.item_id], f"{rec.score:.4f}", f"{rec.proba:.5f}")
     console.print(table)
     console.print("P(i|u) = softmax over every item the user has not seen of the model's scores.")
+    if reasons:
+        _print_reasons(reasons)
 
 
+def _plain(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def _print_reasons(reasons) -> None:
+    """Each item's sentence, then its largest contributions (exact parts of the score)."""
+    console.print()
+    for n, e in enumerate(reasons, 1):
+        console.print(f"[bold]{n}. {e.title}[/] — {e.sentence}")
+        parts = [f"{c.title} {c.contribution:+.4f}" + (f" ({c.share:.0%})" if c.share else "")
+                 for c in e.contributions[:3]]
+        rest = []
+        others = sum(c.contribution for c in e.contributions[3:]) + e.other
+        if others:
+            rest.append(f"other history items {others:+.4f}")
+        if e.base:
+            rest.append(f"not from the history {e.base:+.4f}")
+        if e.unexplained:
+            rest.append(f"no exact split {e.unexplained:+.4f}")
+        if parts or rest:
+            console.print(f"   score {e.score:.4f} = " + ", ".join(parts + rest)
+                          + f"  [dim]({e.method}{', exact' if e.exact else ''})[/]")
+
+
+from . import cli_compare  # noqa: E402,F401  (registers compare)
 from . import cli_cost  # noqa: E402,F401  (registers cost, bench, plan, encoder export, data synth)
 from . import cli_serve  # noqa: E402,F401  (registers train, store import, serve)
 
