@@ -9,6 +9,11 @@ It parses, authorises and serialises; nothing else. Conventions a client can rel
 * **Batches are atomic.** ``POST /items`` and ``POST /events`` store every element or none:
   one bad element rejects the whole request (422 listing every bad element) and nothing
   already stored changes.
+* **Experiments.** ``POST /experiments`` starts an A/B test or an interleaving comparison;
+  ``GET /users/{id}/recommendations?experiment=ID`` serves and logs its lists; clicks
+  arrive through ``POST /events`` and are credited to the list that showed the item;
+  ``GET /experiments/{id}/report`` has the statistics. An unknown experiment is a 404, an
+  id already used or a stopped experiment a 409.
 * **Probabilities.** ``probability`` in a recommendation list is the softmax of the
   returned items' scores (divided by the model's temperature): P(i | u, the list).
 """
@@ -19,7 +24,7 @@ import gc
 import threading
 import time
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Union
+from typing import Annotated, Any, Literal, Union
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
@@ -39,7 +44,15 @@ from pydantic import (
 )
 
 from .config import ServiceConfig
-from .core import InputError, NotFound, RecService, check_timestamp, parse_filters
+from .core import (
+    Conflict,
+    InputError,
+    NotFound,
+    RecService,
+    check_timestamp,
+    parse_filters,
+)
+from .experiments import DEFAULT_CLICK_KINDS, DEFAULT_WINDOW_S
 from .keys import allows, hash_key
 from .metrics import Metrics
 
@@ -102,6 +115,31 @@ class ModelSwap(BaseModel):
     path: str | None = Field(description="A model folder written by `leanrec train`; null = content model")
 
 
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Kind = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
+
+
+class ArmBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Name
+    share: Finite | None = Field(None, description="Traffic share (A/B), > 0; all arms' shares sum to 1. "
+                                                   "Omit on every arm for equal shares")
+    model: str | None = Field(None, max_length=4096,
+                              description="A model folder written by `leanrec train`; null = the content model")
+
+
+class ExperimentBody(BaseModel):
+    """An online experiment: ``ab`` assigns each user one arm; ``interleave`` mixes exactly
+    two arms' rankings in every list (team draft) and credits clicks to the item's team."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: Name
+    mode: Literal["ab", "interleave"] = "ab"
+    arms: list[ArmBody] = Field(min_length=2, max_length=20)
+    attribution_window_s: Annotated[Finite, Field(gt=0, le=90 * 86_400)] = DEFAULT_WINDOW_S
+    click_kinds: list[Kind] = Field(default_factory=lambda: list(DEFAULT_CLICK_KINDS), min_length=1, max_length=20)
+
+
 _ID = TypeAdapter(Id)
 _ITEM = TypeAdapter(ItemBody)
 _ANY_EVENTS = TypeAdapter(Union[EventBody, list[EventBody], EventBatch])
@@ -110,6 +148,7 @@ _ITEMS = TypeAdapter(ItemBatch)
 _EVENT = TypeAdapter(EventBody)
 _EVENTS = TypeAdapter(EventBatch)
 _SWAP = TypeAdapter(ModelSwap)
+_EXPERIMENT = TypeAdapter(ExperimentBody)
 
 
 def _inline(schema: dict) -> dict:
@@ -254,6 +293,10 @@ def create_app(config: ServiceConfig, *, encoder=None, start_in_background: bool
     async def _not_found(request: Request, exc: NotFound):
         return JSONResponse({"detail": str(exc).strip("'\"")}, status_code=404)
 
+    @app.exception_handler(Conflict)
+    async def _conflict(request: Request, exc: Conflict):
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+
     # Dependencies are ``async`` on purpose: a sync one costs a thread-pool hop per request.
     async def ready() -> RecService:
         if not service.ready:
@@ -370,10 +413,43 @@ def create_app(config: ServiceConfig, *, encoder=None, start_in_background: bool
     async def recommendations(
             user_id: str, svc: Svc, k: Annotated[int, Query(ge=1, le=config.max_k)] = 10,
             exclude_seen: bool = True,
-            filter: Annotated[list[str] | None, Query(description="field:value, e.g. genres:Comedy")] = None):
+            filter: Annotated[list[str] | None, Query(description="field:value, e.g. genres:Comedy")] = None,
+            experiment: Annotated[str | None, Query(max_length=64, description="Serve (and log) the list of this "
+                                                    "running experiment")] = None,
+            explain: Annotated[bool, Query(description="Add each item's exact score split into the user's history "
+                                                       "items and one sentence (reads the store: slower)")] = False):
         filters = parse_filters(filter)
+        if experiment is not None or explain:  # an exposure write or history reads: off the event loop
+            return _json(await _call(svc.recommend, user_id, k, exclude_seen, filters, experiment, explain,
+                                     thread=True))
         # a user not in memory costs database queries: do those off the event loop
         return _json(await _call(svc.recommend, user_id, k, exclude_seen, filters, thread=not svc.is_cached(user_id)))
+
+    # -- experiments --------------------------------------------------------------------
+    @app.post("/experiments", dependencies=[write], tags=["experiments"], status_code=201,
+              openapi_extra=_documents(_EXPERIMENT), summary="Start an A/B test or an interleaving comparison")
+    async def post_experiment(request: Request, svc: Svc):
+        body = _validate(_EXPERIMENT, await _body(request), ["body"])
+        exp = await _call(svc.create_experiment, body.model_dump(), thread=True)
+        return _json(exp, 201)
+
+    @app.get("/experiments", dependencies=[read], tags=["experiments"])
+    async def list_experiments(svc: Svc):
+        return _json({"experiments": svc.experiments()})
+
+    @app.get("/experiments/{experiment_id}", dependencies=[read], tags=["experiments"])
+    async def get_experiment(experiment_id: str, svc: Svc):
+        return _json(svc.experiment(experiment_id))
+
+    @app.post("/experiments/{experiment_id}/stop", dependencies=[write], tags=["experiments"],
+              summary="Stop serving and attributing; the report stays readable")
+    async def stop_experiment(experiment_id: str, svc: Svc):
+        return _json(await _call(svc.stop_experiment, experiment_id, thread=True))
+
+    @app.get("/experiments/{experiment_id}/report", dependencies=[read], tags=["experiments"],
+             summary="Per-arm CTR with 95% intervals, differences and p-values, SRM check (or interleaving wins)")
+    async def experiment_report(experiment_id: str, svc: Svc):
+        return _json(await _call(svc.experiment_report, experiment_id, thread=True))
 
     # -- model --------------------------------------------------------------------------
     @app.get("/model", dependencies=[read], tags=["model"])

@@ -27,9 +27,20 @@ import numpy as np
 
 from ..models.base import softmax
 from ..models.hybrid import zscore
-from ..models.persist import ModelFolder, load_model_folder
+from ..models.persist import ModelFolder, _encoder_key, load_model_folder
 from .catalogue import Catalogue, _top
 from .config import ServiceConfig
+from .experiments import (
+    DEFAULT_CLICK_KINDS,
+    DEFAULT_WINDOW_S,
+    Arm,
+    Experiment,
+    ab_report,
+    check_arms,
+    equal_shares,
+    interleave_report,
+    team_draft,
+)
 from .profiles import Profile, decay_factor, profile_id
 from .store import Store
 
@@ -54,6 +65,11 @@ class InputError(ValueError):
 
 class NotFound(LookupError):
     pass
+
+
+class Conflict(RuntimeError):
+    """The request is valid but the resource's state refuses it (HTTP 409): an experiment
+    id already taken, a stopped experiment asked for a list."""
 
 
 def parse_filters(values: list[str] | None) -> list[tuple[str, str]]:
@@ -202,6 +218,19 @@ class UserState(NamedTuple):
     recent: tuple = ()  # newest item ids in time order, repeats kept (sequential models only)
 
 
+class Ranked(NamedTuple):
+    """A finished ranking before serialisation: catalogue positions, their scores, and the
+    scoring that made them (None for an interleaved list, which mixes two)."""
+
+    cat: Catalogue
+    pos: np.ndarray
+    scores: np.ndarray
+    model: str
+    temperature: float
+    cold: bool
+    scoring: Scoring | None
+
+
 class RecService:
     def __init__(self, config: ServiceConfig, *, encoder=None, metrics=None):
         self.config = config.check()
@@ -222,6 +251,8 @@ class RecService:
         self._saved_version = (None, -1)
         self._stop = threading.Event()
         self._persister: threading.Thread | None = None
+        self._experiments: dict[str, Experiment] = {}
+        self._arm_scorings: dict[tuple, Scoring] = {}  # (model path, encoder id) -> Scoring
 
     # -- life cycle ------------------------------------------------------------------
     def start(self, progress: Callable[[str, int, int], None] | None = None) -> RecService:
@@ -233,6 +264,7 @@ class RecService:
 
                 self.store.replace_api_keys(read_key_file(self.config.api_key_file))
             self.api_keys = self.store.api_key_scopes()
+            self._experiments = {d["id"]: Experiment.from_dict(d) for d in self.store.experiments()}
             path = self.config.model
             if path is None:
                 path = self.store.active_model_path()
@@ -309,17 +341,7 @@ class RecService:
             cat = self.cat
         else:
             cat = self._restore_catalogue(encoder, progress)
-        if folder is not None and folder.kind in ("sequential", "learned_hybrid"):
-            import torch
-
-            torch.set_num_threads(max(1, int(cfg.encoder_threads)))  # the setting the encoder uses too
-        if folder is None:
-            scoring = Scoring("content", _content_name(encoder), cfg.half_life, cfg.temperature)
-        else:
-            # a saved half_life of None is the plain mean, not "unset": only folders without
-            # one (popular, EASE) take the config's
-            half_life = folder.half_life if "half_life" in folder.meta else cfg.half_life
-            scoring = Scoring(folder.kind, folder.name, half_life, folder.temperature, folder, folder.path)
+        scoring = self._make_scoring(folder, encoder)
         with self._write:
             if cat is not self.cat:
                 self._catch_up(cat, encoder)
@@ -332,6 +354,20 @@ class RecService:
         if self.metrics is not None:
             self.metrics.set_model(scoring.name, scoring.kind)
         return self.model_info()
+
+    def _make_scoring(self, folder: ModelFolder | None, encoder) -> Scoring:
+        """The Scoring of a loaded model folder (None: the content model of ``encoder``)."""
+        cfg = self.config
+        if folder is not None and folder.kind in ("sequential", "learned_hybrid"):
+            import torch
+
+            torch.set_num_threads(max(1, int(cfg.encoder_threads)))  # the setting the encoder uses too
+        if folder is None:
+            return Scoring("content", _content_name(encoder), cfg.half_life, cfg.temperature)
+        # a saved half_life of None is the plain mean, not "unset": only folders without
+        # one (popular, EASE) take the config's
+        half_life = folder.half_life if "half_life" in folder.meta else cfg.half_life
+        return Scoring(folder.kind, folder.name, half_life, folder.temperature, folder, folder.path)
 
     def model_info(self) -> dict:
         s = self.scoring
@@ -468,7 +504,8 @@ class RecService:
                 rows.append(prof.to_row(self.pid, user))
             last_id = self.store.add_events(
                 [{"user_id": e["user_id"], "item_id": e["item_id"], "ts": e["ts"], "kind": e["kind"],
-                  "value": e["value"]} for e in events], rows)
+                  "value": e["value"]} for e in events], rows,
+                running=[x for x in self._experiments.values() if x.running])
             with self._state:
                 for user, st in new_states.items():
                     self._remember(user, st)
@@ -478,14 +515,17 @@ class RecService:
         return {"stored": len(events), "users": len(by_user), "last_event_id": last_id}
 
     # -- users -------------------------------------------------------------------------
-    def _profile_from(self, history: list[tuple[str, float]]) -> Profile | None:
-        """Exact profile of a (item_id, ts) history, oldest first; deleted items are skipped."""
+    def _profile_from(self, history: list[tuple[str, float]], half_life: float | None | str = "served"
+                      ) -> Profile | None:
+        """Exact profile of a (item_id, ts) history, oldest first; deleted items are skipped.
+        ``half_life``: the served model's unless given (an experiment arm's may differ)."""
         hist = sorted(history, key=lambda h: h[1])
         live = [(i, t) for i, t in hist if i in self.cat]
         if not live:
             return None
         V = np.stack([self.cat.vector(i) for i, _ in live])
-        return Profile.from_history(V, np.array([t for _, t in live]), self.scoring.half_life, self.cat.dim)
+        half_life = self.scoring.half_life if half_life == "served" else half_life
+        return Profile.from_history(V, np.array([t for _, t in live]), half_life, self.cat.dim)
 
     def _user_state(self, user_id: str) -> UserState:
         raw = self._users.get(user_id)
@@ -523,26 +563,69 @@ class RecService:
 
     # -- reads -------------------------------------------------------------------------
     def recommend(self, user_id: str, k: int = 10, exclude_seen: bool = True,
-                  filters: list[tuple[str, str]] | None = None) -> dict:
+                  filters: list[tuple[str, str]] | None = None, experiment: str | None = None,
+                  explain: bool = False) -> dict:
+        """Top-k for a user under the served model. With ``experiment``: the list that
+        experiment serves this user (its arm's model, or two arms interleaved), logged as an
+        exposure — the only case where a read writes to the database. With ``explain``: every
+        item carries its exact score split and a sentence (:mod:`leanrec.service.explain`)."""
+        if experiment is not None:
+            return self._recommend_in_experiment(experiment, user_id, k, exclude_seen, filters, explain)
+        st = self._fresh_state(user_id)
+        with self._state:
+            scoring = self.scoring
+            out = self._finish(user_id, self._rank(st, k, exclude_seen, filters, scoring))
+        if explain:
+            self._explain(user_id, out, {None: (st, scoring)})
+        return out
+
+    def _explain(self, user_id: str, out: dict, parts: dict) -> None:
+        """Explanations for a finished list; ``parts`` maps a team (None: the whole list) to
+        the (user state, scoring) that ranked its items. Store reads happen before the lock."""
+        from .explain import explain_answer, prefetch
+
+        pre = prefetch(self, user_id, out)
+        with self._state:
+            for team, (st, scoring) in parts.items():
+                sub = out if team is None else {**out, "items": [i for i in out["items"] if i.get("team") == team]}
+                explain_answer(self, user_id, st, self.cat, scoring, sub, pre)
+
+    def _finish(self, user_id: str, ranked: Ranked, experiment: dict | None = None,
+                teams: list[str] | None = None) -> dict:
+        """The one place where the final list — positions, scores and the scoring that made
+        them — is known, before it becomes a response body. Called under ``_state``."""
+        out = self._answer(user_id, ranked.cat, ranked.pos, ranked.scores, ranked.model, ranked.temperature,
+                           ranked.cold)
+        if experiment is not None:
+            out["experiment"] = experiment
+            for item, team in zip(out["items"], teams or ()):
+                item["team"] = team
+        return out
+
+    def _fresh_state(self, user_id: str) -> UserState:
         st = self._user_state(user_id)
         if self.scoring.seq_keep and st.seen and not st.recent:  # cached while a model swap was under way
             with self._state:
                 self._users.pop(user_id, None)
             st = self._user_state(user_id)
-        with self._state:
-            cat, scoring = self.cat, self.scoring
-            mask = cat.filter_mask(filters or [])
-            if st.profile is None or st.profile.n_events == 0 or not st.seen:
-                return self._cold_start(user_id, k, mask)
-            seen = np.fromiter((cat.pos[i] for i in st.seen if i in cat.pos), np.int64) if exclude_seen else None
-            if scoring.kind == "content":
-                pos, scores = cat.search(st.profile.vector, k, exclude=seen, mask=mask)
-            else:
-                full = self._full_scores(st, cat, scoring)
-                ok = cat.allowed(seen, mask)
-                cand = np.flatnonzero(ok)
-                pos, scores = _top(full[cand], cand, k)
-            return self._answer(user_id, cat, pos, scores, scoring.name, scoring.temperature, cold=False)
+        return st
+
+    def _rank(self, st: UserState, k: int, exclude_seen: bool, filters: list[tuple[str, str]] | None,
+              scoring: Scoring) -> Ranked:
+        """Top-k positions and scores of ``scoring`` for a user state. Called under ``_state``."""
+        cat = self.cat
+        mask = cat.filter_mask(filters or [])
+        if st.profile is None or st.profile.n_events == 0 or not st.seen:
+            return self._cold_start(k, mask, scoring)
+        seen = np.fromiter((cat.pos[i] for i in st.seen if i in cat.pos), np.int64) if exclude_seen else None
+        if scoring.kind == "content":
+            pos, scores = cat.search(st.profile.vector, k, exclude=seen, mask=mask)
+        else:
+            full = self._full_scores(st, cat, scoring)
+            ok = cat.allowed(seen, mask)
+            cand = np.flatnonzero(ok)
+            pos, scores = _top(full[cand], cand, k)
+        return Ranked(cat, pos, scores, scoring.name, scoring.temperature, False, scoring)
 
     def _full_scores(self, st: UserState, cat: Catalogue, scoring: Scoring) -> np.ndarray:
         """Scores over every position for models that need the whole catalogue (the hybrids'
@@ -617,7 +700,7 @@ class RecService:
             new += float(folder.new_item_weights[name]) * z
         return np.where(has_events, warm, new)
 
-    def _cold_start(self, user_id: str, k: int, mask: np.ndarray | None) -> dict:
+    def _cold_start(self, k: int, mask: np.ndarray | None, scoring: Scoring) -> Ranked:
         """Users with no history: the most popular items interleaved with the newest ones
         (a ``cold_start_new_share`` of the slots), score log(1 + events)."""
         cat = self.cat
@@ -634,7 +717,7 @@ class RecService:
             if b and len(order) < k:
                 order.append(b.pop(0))
         pos = np.array(order, np.int64)
-        return self._answer(user_id, cat, pos, np.log1p(cat.counts[pos]), COLD_START_MODEL, 1.0, cold=True)
+        return Ranked(cat, pos, np.log1p(cat.counts[pos]), COLD_START_MODEL, 1.0, True, scoring)
 
     def similar(self, item_id: str, k: int = 10, filters: list[tuple[str, str]] | None = None) -> dict:
         with self._state:
@@ -654,6 +737,143 @@ class RecService:
         return {"user_id": user_id, "model": model, "cold_start": cold,
                 "items": [{"item_id": cat.ids[p], "score": float(s), "probability": float(q)}
                           for p, s, q in zip(pos, scores, proba)]}
+
+    # -- experiments ---------------------------------------------------------------------
+    def create_experiment(self, spec: dict) -> dict:
+        """Start an experiment. ``spec``: id, mode, arms [{name, share, model}], and optionally
+        attribution_window_s and click_kinds (types already checked by the caller). Every
+        arm's model is loaded now, so a bad folder is a 422 naming the arm instead of a
+        failing list later; an id already used (running or stopped) is a 409."""
+        arms = [dict(a) for a in spec["arms"]]
+        errors = check_arms(spec["mode"], arms)
+        if errors:
+            raise InputError(errors)
+        arms = equal_shares(arms)
+        for k, a in enumerate(arms):
+            if a.get("model"):
+                a["model"] = str(Path(a["model"]).expanduser().resolve())
+            try:
+                self._arm_scoring(Arm(a["name"], float(a["share"]), a.get("model")))
+            except (FileNotFoundError, ValueError) as exc:
+                errors.append({"loc": ["body", "arms", k, "model"], "type": "value_error",
+                               "msg": f"arm {a['name']!r}: {exc}"})
+        if errors:
+            raise InputError(errors)
+        exp = Experiment(spec["id"], spec["mode"], [Arm(a["name"], float(a["share"]), a.get("model")) for a in arms],
+                         attribution_window_s=float(spec.get("attribution_window_s") or DEFAULT_WINDOW_S),
+                         click_kinds=tuple(spec.get("click_kinds") or DEFAULT_CLICK_KINDS), created_at=time.time())
+        with self._write:  # add_events reads the running experiments under this lock
+            if not self.store.add_experiment(exp.to_dict()):
+                raise Conflict(f"an experiment {exp.id!r} already exists; experiment ids are never reused")
+            self._experiments = {**self._experiments, exp.id: exp}
+        return exp.to_dict()
+
+    def experiments(self) -> list[dict]:
+        return [e.to_dict() for e in self._experiments.values()]
+
+    def experiment(self, experiment_id: str) -> dict:
+        return self._get_experiment(experiment_id).to_dict()
+
+    def _get_experiment(self, experiment_id: str) -> Experiment:
+        exp = self._experiments.get(experiment_id)
+        if exp is None:
+            raise NotFound(f"no experiment {experiment_id!r}")
+        return exp
+
+    def stop_experiment(self, experiment_id: str) -> dict:
+        """Stop serving and attributing: later lists and clicks are not part of the experiment
+        (its report stays readable). Stopping a stopped experiment changes nothing."""
+        with self._write:
+            exp = self._get_experiment(experiment_id)
+            if exp.running:
+                now = time.time()
+                self.store.stop_experiment(exp.id, now)
+                stopped = Experiment.from_dict({**exp.to_dict(), "status": "stopped", "stopped_at": now})
+                self._experiments = {**self._experiments, exp.id: stopped}
+                exp = stopped
+        return exp.to_dict()
+
+    def experiment_report(self, experiment_id: str) -> dict:
+        """The experiment's statistics (``experiments.ab_report`` / ``interleave_report``)."""
+        exp = self._get_experiment(experiment_id)
+        rows = self.store.exposure_outcomes(exp.id)
+        if exp.mode == "ab":
+            report = ab_report(exp.arms, [(u, arm, sum(c.values())) for _, u, arm, c in rows])
+        else:
+            a, b = exp.arms[0].name, exp.arms[1].name
+            report = interleave_report(exp.arms, [(u, c.get(a, 0), c.get(b, 0)) for _, u, _, c in rows])
+        return {"experiment": exp.to_dict(), **report}
+
+    def _arm_scoring(self, arm: Arm) -> Scoring:
+        """An arm's Scoring, loaded once per (folder, encoder) and cached. The service holds
+        one encoder and one catalogue, so a folder that needs another encoder is refused."""
+        encoder = self.encoder
+        key = (arm.model, encoder.model_id)
+        scoring = self._arm_scorings.get(key)
+        if scoring is None:
+            folder = load_model_folder(arm.model) if arm.model else None
+            if (folder is not None and folder.encoder and self.encoder_spec is not None
+                    and _encoder_key(folder.encoder) != _encoder_key(self.encoder_spec)):
+                raise ValueError(f"the model needs the encoder {folder.encoder.get('name')!r}, but the service's "
+                                 f"catalogue is encoded with {self.encoder_spec.get('name')!r}; every arm must use "
+                                 "the served encoder")
+            scoring = self._make_scoring(folder, encoder)
+            self._arm_scorings[key] = scoring
+        return scoring
+
+    def _arm_state(self, user_id: str, st: UserState, scoring: Scoring) -> UserState:
+        """The user state an arm's scoring needs. The cached state carries the served model's
+        profile (its half-life) and sequence window; an arm with another half-life or a longer
+        window gets its own, computed exactly from the stored history."""
+        main = self.scoring
+        if scoring.half_life == main.half_life and scoring.seq_keep <= main.seq_keep:
+            return st
+        history = self.store.history(user_id)
+        keep = scoring.seq_keep
+        return UserState(self._profile_from(history, scoring.half_life), st.seen,
+                         tuple(i for i, _ in history[-keep:]) if keep else ())
+
+    def _recommend_in_experiment(self, experiment_id: str, user_id: str, k: int, exclude_seen: bool,
+                                 filters: list[tuple[str, str]] | None, explain: bool = False) -> dict:
+        """A/B: the user's arm ranks. Interleaving: both arms rank k items and a team draft
+        mixes them, its coins seeded by (experiment id, exposure id), so the exposure row
+        replays the list. The list and its exposure row commit together."""
+        exp = self._get_experiment(experiment_id)
+        if not exp.running:
+            raise Conflict(f"experiment {exp.id!r} is stopped; request recommendations without it")
+        arms = [exp.assign(user_id)] if exp.mode == "ab" else list(exp.arms)
+        try:
+            scorings = [self._arm_scoring(a) for a in arms]
+        except (FileNotFoundError, ValueError) as exc:
+            raise Conflict(f"experiment {exp.id!r} cannot serve: {exc}") from None
+        st = self._fresh_state(user_id)
+        states = [self._arm_state(user_id, st, sc) for sc in scorings]
+        tag = {"id": exp.id, "mode": exp.mode}
+        with self.store.new_exposure(exp.id, user_id, arms[0].name if exp.mode == "ab" else None,
+                                     time.time()) as exposure:
+            tag["exposure_id"] = exposure["id"]
+            with self._state:
+                ranked = [self._rank(s, k, exclude_seen, filters, sc) for s, sc in zip(states, scorings)]
+                cat = self.cat
+                if exp.mode == "ab":
+                    final, teams = ranked[0], None
+                    tag["arm"] = arms[0].name
+                else:
+                    lists = [[cat.ids[p] for p in r.pos] for r in ranked]
+                    score = [dict(zip(ids, r.scores)) for ids, r in zip(lists, ranked)]
+                    mixed = team_draft(lists[0], lists[1], k, f"{exp.id}:{exposure['id']}",
+                                       (arms[0].name, arms[1].name))
+                    teams = [t for _, t in mixed]
+                    pos = np.array([cat.pos[i] for i, _ in mixed], np.int64)
+                    scores = np.array([score[0 if t == arms[0].name else 1][i] for i, t in mixed], np.float64)
+                    final = Ranked(cat, pos, scores, f"interleave({ranked[0].model},{ranked[1].model})", 1.0,
+                                   ranked[0].cold and ranked[1].cold, None)
+                out = self._finish(user_id, final, tag, teams)
+            exposure["items"], exposure["teams"] = [i["item_id"] for i in out["items"]], teams
+        if explain:  # after the exposure commits: explaining is not part of what was shown
+            self._explain(user_id, out, {None: (states[0], scorings[0])} if exp.mode == "ab" else
+                          {a.name: (s, sc) for a, s, sc in zip(arms, states, scorings)})
+        return out
 
     def get_item(self, item_id: str) -> dict:
         item = self.store.get_item(item_id)

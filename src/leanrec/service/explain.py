@@ -171,28 +171,39 @@ def split_scores(svc, st, cat, scoring, positions: np.ndarray, history) -> _Spli
     return split
 
 
-def explain_answer(svc, user_id: str, st, cat, scoring, answer: dict) -> None:
-    """Add an ``explanation`` to every item of a recommendation ``answer`` (in place)."""
-    items = answer["items"]
+def prefetch(svc, user_id: str, answer: dict) -> dict:
+    """The store reads an explanation needs — the user's history, their verb, the texts of
+    the history and listed items — done before the caller takes the in-memory lock."""
+    cold = answer.get("cold_start", False)
+    history = [] if cold else svc.store.history(user_id)
+    ids = [i for i, _ in history] + [it["item_id"] for it in answer["items"]]
+    return {"history": history, "verb": user_verb(svc.store, user_id) if history else DEFAULT_VERB,
+            "texts": svc.store.item_texts(list(dict.fromkeys(ids)))}
+
+
+def explain_answer(svc, user_id: str, st, cat, scoring, answer: dict, pre: dict) -> None:
+    """Add an ``explanation`` to every item of a recommendation ``answer`` (in place); ``pre``
+    from :func:`prefetch`. Called under the service's state lock (positions stay valid)."""
+    items = [it for it in answer["items"] if it["item_id"] in cat.pos]
     if not items:
         return
     positions = np.array([cat.pos[it["item_id"]] for it in items], np.int64)
     scores = np.array([it["score"] for it in items])
     cold = answer.get("cold_start", False)
-    history = [] if cold else svc.store.history(user_id)
     if cold:
         split = _Split([], len(items))
         split.base += scores  # log(1 + events): popularity, or the newest items
         method = "cold start: popular and new items"
     else:
-        split = split_scores(svc, st, cat, scoring, positions, history)
+        split = split_scores(svc, st, cat, scoring, positions, pre["history"])
+        keep = np.flatnonzero(np.any(split.contributions != 0, axis=1))  # items that play no part: not listed
+        split.history = [split.history[j] for j in keep]
+        split.contributions = split.contributions[keep]
         method = {"content": "weighted mean of history vectors", "ease": "item-item weights (EASE)",
                   "popular": "popularity", "hybrid": "z-scored EASE + content",
                   "learned_hybrid": "learned z-score fusion", "sequential": "sequence model"}[scoring.kind]
-    verb = user_verb(svc.store, user_id) if history else DEFAULT_VERB
-    texts = svc.store.item_texts(list(dict.fromkeys(split.history + [it["item_id"] for it in items])))
     for k, it in enumerate(items):
-        it["explanation"] = _one(user_id, it, k, split, cat, texts, verb, method, cold)
+        it["explanation"] = _one(user_id, it, k, split, cat, pre["texts"], pre["verb"], method, cold)
 
 
 def _title(item_id: str, cat, texts: dict) -> str:

@@ -12,6 +12,13 @@ Why each table exists:
   same transaction as the event that changes it.
 * ``api_keys`` — SHA-256 hashes of the keys, never the keys.
 * ``models`` — which model folder was loaded when, and which one is active.
+* ``experiments`` — online experiments (A/B or interleaving): arms as JSON (name, share,
+  model folder), attribution window and click kinds, running or stopped.
+* ``exposures`` — every list served under an experiment: who, which arm (A/B), which items
+  and, for interleaving, which team contributed each. It is also the assignment log: the
+  arm is a pure function of (experiment, user), recorded with each exposure.
+* ``attributions`` — a click credited to an exposure, written in the same transaction as
+  the event; unique per (exposure, item), so a shown item is credited at most once.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from sqlalchemy import (
                         String,
                         Table,
                         Text,
+                        UniqueConstraint,
 )
 
 ID_LEN = 256
@@ -100,4 +108,43 @@ counters = Table(
     "counters", metadata,
     Column("name", String(64), primary_key=True),
     Column("value", BigInteger, nullable=False),
+)
+
+experiments = Table(
+    "experiments", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("mode", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("arms", Text, nullable=False),                   # JSON [{"name", "share", "model"}]
+    Column("attribution_window_s", Float, nullable=False),
+    Column("click_kinds", Text, nullable=False),            # JSON list of event kinds
+    Column("created_at", Float, nullable=False),
+    Column("stopped_at", Float, nullable=True),
+)
+
+exposures = Table(
+    "exposures", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("experiment_id", String(64), nullable=False),
+    Column("user_id", String(ID_LEN), nullable=False),
+    Column("arm", String(64), nullable=True),               # A/B: the user's arm; interleaving: null
+    Column("items", Text, nullable=False),                  # JSON list of item ids, in list order
+    Column("teams", Text, nullable=True),                   # interleaving: JSON list, the team per item
+    Column("ts", Float, nullable=False),
+    Index("ix_exposures_user_ts", "user_id", "ts"),
+    Index("ix_exposures_experiment", "experiment_id"),
+)
+
+attributions = Table(
+    "attributions", metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("experiment_id", String(64), nullable=False),
+    Column("exposure_id", BigInteger, nullable=False),
+    Column("arm", String(64), nullable=False),              # A/B: the arm; interleaving: the item's team
+    Column("user_id", String(ID_LEN), nullable=False),
+    Column("item_id", String(ID_LEN), nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("ts", Float, nullable=False),
+    UniqueConstraint("exposure_id", "item_id", name="uq_attributions_exposure_item"),
+    Index("ix_attributions_experiment", "experiment_id"),
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +21,11 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from . import migrate
 from .schema import (
     api_keys,
+    attributions,
     counters,
     events,
+    experiments,
+    exposures,
     item_vectors,
     items,
     models,
@@ -203,7 +207,8 @@ class Store:
         out: dict[str, str] = {}
         with self.engine.connect() as conn:
             for chunk in _chunks(list(item_ids)):
-                out.update(dict(conn.execute(select(items.c.item_id, items.c.text).where(items.c.item_id.in_(chunk)))))
+                out.update((i, t) for i, t in conn.execute(
+                    select(items.c.item_id, items.c.text).where(items.c.item_id.in_(chunk))))
         return out
 
     def get_item(self, item_id: str) -> dict | None:
@@ -236,16 +241,60 @@ class Store:
                         ["encoder_id", "item_id"], ["vector"])
 
     # -- events and profiles -----------------------------------------------------------
-    def add_events(self, rows: list[dict], profiles: list[dict]) -> int:
+    def add_events(self, rows: list[dict], profiles: list[dict], running: Sequence = ()) -> int:
         """Append events and write the profiles they changed, in one transaction; returns
-        the id of the last event stored."""
+        the id of the last event stored.
+
+        ``running``: the running experiments (:class:`~.experiments.Experiment`). Events of
+        one of their click kinds are attributed to the exposures they answer (see
+        :func:`~.experiments.attribute`) in the same transaction, so an event and its credit
+        are stored together or not at all.
+        """
         now = time.time()
+        kinds = {e.id: tuple(e.click_kinds) for e in running}
+        wanted = set().union(*kinds.values()) if kinds else set()
+        clicks = [k for k, r in enumerate(rows) if r["kind"] in wanted]
         with self.engine.begin() as conn:
-            conn.execute(events.insert(), [{**r, "received_at": now} for r in rows])
+            if clicks:  # the clicks' event ids are needed: one RETURNING insert, in batch order
+                ids = conn.execute(events.insert().returning(events.c.id, sort_by_parameter_order=True),
+                                   [{**r, "received_at": now} for r in rows]).scalars().all()
+                self._attribute(conn, [{**rows[k], "event_id": int(ids[k])} for k in clicks], running)
+            else:
+                conn.execute(events.insert(), [{**r, "received_at": now} for r in rows])
             last_id = int(conn.execute(select(func.max(events.c.id))).scalar_one())
             _upsert(conn, user_profiles, [{**p, "last_event_id": last_id} for p in profiles],
                     ["profile_id", "user_id"], ["vector", "weight", "n_events", "last_ts", "last_event_id"])
         return last_id
+
+    @staticmethod
+    def _attribute(conn: Connection, clicks: list[dict], running: Sequence) -> int:
+        """Credit ``clicks`` (events with ``event_id``) to exposures, inside the caller's
+        transaction; returns how many attributions were written."""
+        from .experiments import attribute
+
+        windows = {e.id: float(e.attribution_window_s) for e in running}
+        kinds = {e.id: tuple(e.click_kinds) for e in running}
+        lo = min(c["ts"] for c in clicks) - max(windows.values())
+        hi = max(c["ts"] for c in clicks)
+        users = sorted({c["user_id"] for c in clicks})
+        found = []
+        for chunk in _chunks(users):
+            found += conn.execute(select(exposures).where(
+                exposures.c.user_id.in_(chunk), exposures.c.experiment_id.in_(list(windows)),
+                exposures.c.ts >= lo, exposures.c.ts <= hi)).mappings().all()
+        if not found:
+            return 0
+        shown = [{**x, "items": json.loads(x["items"]),
+                  "teams": json.loads(x["teams"]) if x["teams"] else None} for x in found]
+        credited: set = set()
+        for chunk in _chunks([x["id"] for x in shown]):
+            credited.update((int(e), i) for e, i in conn.execute(
+                select(attributions.c.exposure_id, attributions.c.item_id)
+                .where(attributions.c.exposure_id.in_(chunk))))
+        new = attribute(clicks, shown, credited, windows, kinds)
+        if new:
+            conn.execute(attributions.insert(), new)
+        return len(new)
 
     def history(self, user_id: str) -> list[tuple[str, float]]:
         """(item_id, timestamp) of a user's events, oldest first (ties in arrival order)."""
@@ -281,3 +330,53 @@ class Store:
             row = conn.execute(select(models.c.path).where(models.c.active.is_(True))
                                .order_by(models.c.id.desc())).first()
         return None if row is None else row[0]
+
+    # -- experiments ---------------------------------------------------------------------
+    def add_experiment(self, exp: dict) -> bool:
+        """Store a new experiment (``Experiment.to_dict()``); False if the id is taken."""
+        with self.engine.begin() as conn:
+            if conn.execute(select(experiments.c.id).where(experiments.c.id == exp["id"])).first() is not None:
+                return False
+            conn.execute(experiments.insert().values(
+                id=exp["id"], mode=exp["mode"], status=exp["status"], arms=json.dumps(exp["arms"]),
+                attribution_window_s=exp["attribution_window_s"], click_kinds=json.dumps(exp["click_kinds"]),
+                created_at=exp["created_at"], stopped_at=exp["stopped_at"]))
+        return True
+
+    def experiments(self) -> list[dict]:
+        """Every experiment, oldest first, as ``Experiment.from_dict`` reads them."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(experiments).order_by(experiments.c.created_at, experiments.c.id)).mappings()
+            return [{**r, "arms": json.loads(r["arms"]), "click_kinds": json.loads(r["click_kinds"])} for r in rows]
+
+    def stop_experiment(self, experiment_id: str, ts: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(experiments).where(experiments.c.id == experiment_id, experiments.c.status == "running")
+                         .values(status="stopped", stopped_at=ts))
+
+    @contextmanager
+    def new_exposure(self, experiment_id: str, user_id: str, arm: str | None, ts: float):
+        """Log one served list, in one transaction: yields ``{"id": exposure id}`` before the
+        list exists (an interleaved list's coins are seeded by that id, so the stored row
+        replays it); the caller sets ``items`` (and ``teams``) and the row is completed on
+        exit. An exception inside rolls the exposure back."""
+        with self.engine.begin() as conn:
+            xid = int(conn.execute(exposures.insert().returning(exposures.c.id).values(
+                experiment_id=experiment_id, user_id=user_id, arm=arm, items="[]", teams=None, ts=ts)).scalar_one())
+            row: dict = {"id": xid, "items": [], "teams": None}
+            yield row
+            conn.execute(update(exposures).where(exposures.c.id == xid).values(
+                items=json.dumps(row["items"]), teams=None if row["teams"] is None else json.dumps(row["teams"])))
+
+    def exposure_outcomes(self, experiment_id: str) -> list[tuple]:
+        """One row per exposure: (exposure id, user id, arm, {team or arm: attributed clicks})."""
+        with self.engine.connect() as conn:
+            clicks: dict[int, dict[str, int]] = {}
+            for x, arm, n in conn.execute(
+                    select(attributions.c.exposure_id, attributions.c.arm, func.count())
+                    .where(attributions.c.experiment_id == experiment_id)
+                    .group_by(attributions.c.exposure_id, attributions.c.arm)):
+                clicks.setdefault(int(x), {})[arm] = int(n)
+            return [(int(x), u, a, clicks.get(int(x), {})) for x, u, a in conn.execute(
+                select(exposures.c.id, exposures.c.user_id, exposures.c.arm)
+                .where(exposures.c.experiment_id == experiment_id).order_by(exposures.c.id))]
