@@ -135,3 +135,14 @@ def test_structured_form_is_plain_json():
     assert {"item_id", "title", "contribution", "share"} == set(data["contributions"][0])
     total = sum(c["contribution"] for c in data["contributions"]) + data["other"] + data["base"] + data["unexplained"]
     assert total == pytest.approx(data["score"], abs=1e-6)
+
+
+def test_the_sentence_names_only_contributors_a_reader_would_recognise():
+    from leanrec.explain import leaders, sentence
+
+    col = np.array([0.1, 1.0, -0.2, 0.5])
+    assert leaders(col, np.argsort(-col, kind="stable"), 3) == [1, 3]  # 0.1 < 20% of the top one
+    assert leaders(-col.clip(0), np.argsort(col), 3) == []             # nothing positive: nobody named
+    text = sentence("watched", ["A", "B"], {"genres": ["w", "x", "y", "z"]}, [], exact=True, method="m",
+                    base_only=False, base=0.0, partial=False)
+    assert text == "Because you watched A and B — shares w, x, y."

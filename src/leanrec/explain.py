@@ -184,6 +184,23 @@ def item_facts(items) -> ItemFacts:
     return facts
 
 
+#: a history item is named in the sentence if it brings at least this share of the top one's
+#: contribution (the structured list keeps them all)
+LEAD_RATIO = 0.2
+#: at most this many shared values in the sentence
+SHARED_IN_SENTENCE = 3
+
+
+def leaders(col: np.ndarray, order: np.ndarray, top: int) -> list[int]:
+    """Rows of ``col`` the sentence names: the largest positive contribution, then the next
+    ones down to ``top`` that bring at least ``LEAD_RATIO`` of it (a 2% contributor is not a
+    reason a reader would recognise)."""
+    if not len(order) or col[order[0]] <= 0:
+        return []
+    floor = LEAD_RATIO * col[order[0]]
+    return [int(j) for j in order[:top] if col[j] > 0 and col[j] >= floor]
+
+
 def _join(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
@@ -201,7 +218,7 @@ def sentence(verb: str, contributors: list[str], shared: dict[str, list[str]], w
     text = f"Because you {verb} {_join(contributors)}"
     values = [v for vals in shared.values() for v in vals]
     if values:
-        text += f" — shares {', '.join(dict.fromkeys(values))}"
+        text += f" — shares {', '.join(list(dict.fromkeys(values))[:SHARED_IN_SENTENCE])}"
     elif words:
         text += " — both mention " + ", ".join(f"“{w}”" for w in words)
     if partial:
@@ -227,13 +244,13 @@ def explain_items(model, user_id, item_ids, *, top: int = 3, limit: int = 10, ve
         contributions = [Contribution(_plain(facts.ids[d.history[j]]), facts.titles[d.history[j]], float(col[j]),
                                       float(col[j] / positive) if positive > 0 and col[j] > 0 else 0.0)
                          for j in shown]
-        lead = [j for j in order[:top] if col[j] > 0]
-        leaders = [int(d.history[j]) for j in lead]
-        shared = facts.shared_fields(int(p), leaders, [float(col[j]) for j in lead])
-        words = facts.shared_words(int(p), leaders)
+        lead = leaders(col, order, top)
+        named = [int(d.history[j]) for j in lead]
+        shared = facts.shared_fields(int(p), named, [float(col[j]) for j in lead])
+        words = facts.shared_words(int(p), named)
         unexplained = float(d.unexplained[k])
         exact = unexplained == 0.0
-        text = sentence(verb, [facts.titles[j] for j in leaders], shared, words, exact=exact, method=d.method,
+        text = sentence(verb, [facts.titles[j] for j in named], shared, words, exact=exact, method=d.method,
                         base_only=len(d.history) == 0 and exact, base=float(d.base[k]), partial=not exact)
         out.append(Explanation(_plain(user_id), _plain(item_id), facts.titles[p], float(scores[k]), exact, d.method,
                                text, contributions, float(col[order[limit:]].sum()), float(d.base[k]),

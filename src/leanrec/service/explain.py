@@ -27,7 +27,7 @@ from collections import Counter
 import numpy as np
 from sqlalchemy import func, select
 
-from ..explain import DEFAULT_VERB, KIND_VERBS, sentence
+from ..explain import DEFAULT_VERB, KIND_VERBS, leaders, sentence
 from ..models.content import decay_weights
 from .schema import events
 
@@ -252,14 +252,14 @@ def _one(user_id, it, k, split: _Split, cat, texts, verb, method, cold) -> dict:
         unexplained += residual
         notes.append("the stored profile differs from the live history (an item deleted since?)")
     exact = unexplained == 0.0
-    lead = [j for j in order[:TOP] if col[j] > 0]
-    leaders = [split.history[j] for j in lead]
-    shared = _shared(cat, it["item_id"], leaders, [float(col[j]) for j in lead])
+    lead = leaders(col, order, TOP)
+    named = [split.history[j] for j in lead]
+    shared = _shared(cat, it["item_id"], named, [float(col[j]) for j in lead])
     if cold:
         text = ("You have no history yet: this is one of the most popular or newest items, the same for "
                 "every new user.")
     else:
-        text = sentence(verb, [_title(j, cat, texts) for j in leaders], shared, [], exact=exact, method=method,
+        text = sentence(verb, [_title(j, cat, texts) for j in named], shared, [], exact=exact, method=method,
                         base_only=not split.history and exact, base=base, partial=not exact)
     contributions = [{"item_id": split.history[j], "title": _title(split.history[j], cat, texts),
                       "contribution": float(col[j]),
