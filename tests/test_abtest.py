@@ -8,8 +8,8 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from leanrec.cli import app
-from leanrec.eval.abtest import bootstrap_ci, holm, paired_comparison
-from leanrec.eval.compare import ConfigError, compare_configs, load_config
+from leanrec.eval.abtest import bootstrap_ci, holm, paired_comparison, seed_comparison, welch_seed_test
+from leanrec.eval.compare import CompareConfig, ConfigError, compare_configs, load_config, plan_seeds
 
 runner = CliRunner()
 
@@ -174,15 +174,18 @@ def test_aa_with_a_deterministic_config_is_identical(tmp_path):
     assert all(m.verdict == "identical" and m.p_value == 1.0 for m in result.comparison.metrics.values())
 
 
-def test_the_seed_reaches_a_randomised_model(tmp_path):
-    # projection's seed changes its weights: two seeds give two different models (never "identical")
+def test_the_seed_reaches_a_randomised_model_and_one_seed_compares_instances(tmp_path):
+    # projection's seed changes its weights: two seeds give two different models (never "identical");
+    # with one seed per side the verdict is about instances, never "B better" / "A better"
     params = "[params]\nencoder = \"tfidf\"\npooling = \"mean\"\nmax_epochs = 2\n"
     a = _write(tmp_path, "a.toml", f'model = "projection"\ndataset = "synthetic"\nseed = 1\n{params}{SYNTH}')
     b = _write(tmp_path, "b.toml", f'model = "projection"\ndataset = "synthetic"\nseed = 2\n{params}{SYNTH}')
-    result = compare_configs(a, b, n_boot=100)
-    assert result.comparison.verdict != "identical"
+    result = compare_configs(a, b, n_boot=100, n_seeds=1)
+    comp = result.comparison
+    assert comp.verdict != "identical" and comp.level == "instances"
+    assert comp.verdict in ("no significant difference", "instances differ (B higher)", "instances differ (A higher)")
     assert result.a.run.model.seed == 1 and result.b.run.model.seed == 2
-    assert result.notes() and "seed" in result.notes()[0]
+    assert result.notes() and "instances" in result.notes()[-1]
 
 
 def test_a_data_folder_next_to_the_config_is_loaded(tmp_path, synthetic):
@@ -230,3 +233,160 @@ def test_cold_protocol_compares_on_the_cold_candidates(tmp_path):
     assert result.split.protocol == "cold" and result.split.candidates is not None
     assert result.comparison.metrics["ndcg@10"].n_users == len(result.split.test)
     assert result.comparison.verdict == "B better"
+
+
+# --- seed-aware comparison -------------------------------------------------------------------------------------------
+
+
+def _seeded_runs(rng, n_seeds: int, shift: float = 0.0, n_users: int = 200, seed_sd: float = 0.01,
+                 base=None):
+    """Per-user metrics of ``n_seeds`` trained instances of one configuration: a shared per-user
+    difficulty, plus, per seed, a global seed effect and a per-user instance effect (so two
+    instances really differ per user — what inflates the user-paired test in an A/A)."""
+    base = rng.beta(0.6, 1.4, n_users) if base is None else base
+    runs = []
+    for _ in range(n_seeds):
+        values = base + shift + rng.normal(0, seed_sd) + rng.normal(0, 0.05, n_users)
+        runs.append({"ndcg@10": np.clip(values, 0, 1), "auc": rng.random(n_users)})
+    return runs
+
+
+def test_welch_seed_test_matches_scipy_and_handles_degenerate_cases():
+    a, b = [0.30, 0.32, 0.31], [0.35, 0.36, 0.33, 0.34]
+    diff, low, high, p, df = welch_seed_test(a, b)
+    ref = stats.ttest_ind(b, a, equal_var=False)
+    assert diff == pytest.approx(np.mean(b) - np.mean(a)) and p == pytest.approx(ref.pvalue)
+    assert df == pytest.approx(ref.df) and low < diff < high
+    ci = ref.confidence_interval(0.95)
+    assert (low, high) == pytest.approx((ci.low, ci.high))
+    # a deterministic side is one exact value: Welch becomes the one-sample t test against it
+    diff, _, _, p, df = welch_seed_test([0.30], b, exact_a=True)
+    assert p == pytest.approx(stats.ttest_1samp(b, 0.30).pvalue) and df == pytest.approx(len(b) - 1)
+    assert welch_seed_test([0.3, 0.3], [0.3, 0.3])[3] == 1.0
+    assert welch_seed_test([0.3, 0.3], [0.4, 0.4])[3] == 0.0
+    with pytest.raises(ValueError, match="side A.*at least 2"):
+        welch_seed_test([0.3], b)
+
+
+def test_seed_level_aa_is_calibrated_where_the_user_paired_test_is_not():
+    # 200 simulated A/A comparisons, 3 seeds per side of the same configuration: the seed-level test
+    # must reject within what Binomial(200, 0.05) reaches with 99% probability; the user-paired
+    # analysis of the same runs (instances) rejects far more often — the reason for the seed level
+    rng = np.random.default_rng(7)
+    reps, critical = 200, int(stats.binom.ppf(0.99, 200, 0.05))
+    seed_level = instance_level = 0
+    for _ in range(reps):
+        base = rng.beta(0.6, 1.4, 200)
+        comp = seed_comparison(_seeded_runs(rng, 3, base=base), _seeded_runs(rng, 3, base=base), n_boot=20,
+                               test="t")
+        assert comp.level == "seeds" and comp.n_seeds_a == comp.n_seeds_b == 3
+        seed_level += comp.metrics["ndcg@10"].p_value < 0.05
+        instance_level += comp.metrics["ndcg@10"].user_paired.p_value < 0.05
+        assert comp.verdict in ("no significant difference", "A better", "B better")
+    assert seed_level <= critical, (seed_level, critical)
+    assert instance_level > critical, instance_level
+
+
+def test_seed_level_detects_a_clear_shift_and_reports_everything():
+    rng = np.random.default_rng(3)
+    base = rng.beta(0.6, 1.4, 200)
+    runs_a, runs_b = _seeded_runs(rng, 3, base=base), _seeded_runs(rng, 3, shift=0.05, base=base)
+    comp = seed_comparison(runs_a, runs_b, n_boot=200)
+    m = comp.metrics["ndcg@10"]
+    assert comp.verdict == "B better" and m.ci_low > 0 and m.p_value < 0.05 and comp.decided_by.startswith("Welch")
+    assert m.seed_means_a == pytest.approx([r["ndcg@10"].mean() for r in runs_a]) and len(m.seed_means_b) == 3
+    assert m.user_paired.verdict == "instances differ (B higher)" and m.user_paired.n_users == 200
+    assert comp.metrics["auc"].p_holm >= comp.metrics["auc"].p_value
+    d = comp.to_dict()
+    assert d["level"] == "seeds" and d["metrics"]["ndcg@10"]["user_paired"]["verdict"].startswith("instances")
+    json.dumps(d, allow_nan=False)
+    # reversed sides: A better; a deterministic A (one exact run) against a seeded B works too
+    assert seed_comparison(runs_b, runs_a, n_boot=50).verdict == "A better"
+    mixed = seed_comparison(runs_a[:1], runs_b, seeded_a=False, n_boot=50)
+    assert mixed.level == "seeds" and mixed.metrics["ndcg@10"].df == pytest.approx(2)
+
+
+def test_seed_comparison_levels_and_errors():
+    rng = np.random.default_rng(0)
+    base = rng.beta(0.6, 1.4, 200)
+    one_a, one_b = _seeded_runs(rng, 1, base=base), _seeded_runs(rng, 1, shift=0.05, base=base)
+    assert seed_comparison(one_a, one_b, n_boot=50).verdict == "instances differ (B higher)"
+    det = seed_comparison(one_a, one_b, seeded_a=False, seeded_b=False, n_boot=50)
+    assert det.level == "users" and det.verdict == "B better"
+    same = seed_comparison(one_a + one_b, [dict(r) for r in one_a + one_b], n_boot=50)
+    assert same.verdict == "identical" and same.metrics["ndcg@10"].p_value == 1.0
+    with pytest.raises(ValueError, match="no seed-level test"):
+        seed_comparison(one_a, _seeded_runs(rng, 3), n_boot=10)
+    with pytest.raises(ValueError, match="deterministic side"):
+        seed_comparison(_seeded_runs(rng, 2), one_b, seeded_a=False, n_boot=10)
+    with pytest.raises(ValueError, match="users do not align"):
+        seed_comparison(_seeded_runs(rng, 2), _seeded_runs(rng, 2), users_a=[np.arange(200)] * 2,
+                        users_b=[np.arange(200), np.arange(200)[::-1]], n_boot=10)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('model = "projection"\nseed = 1\nseeds = [1, 2]\n', "not both"),
+    ('model = "projection"\nseeds = []\n', "non-empty list"),
+    ('model = "projection"\nseeds = [1, -2]\n', "non-negative"),
+    ('model = "projection"\nseeds = 3\n', "list"),
+    ('model = "projection"\nseeds = [1, 1]\n', "distinct"),
+])
+def test_seeds_field_errors_name_the_file_and_the_field(tmp_path, text, message):
+    path = _write(tmp_path, "bad.toml", text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path)
+    assert str(path) in str(info.value) and "field 'seeds'" in str(info.value)
+
+
+def test_seeds_are_planned_per_side_and_never_shared_by_default(tmp_path):
+    cfg = load_config(_write(tmp_path, "p.toml", 'model = "projection"\nseeds = [7, 3, 5]\n'))
+    assert cfg.seeds == (7, 3, 5) and cfg.seed == 7 and cfg.as_dict()["seeds"] == [7, 3, 5]
+    proj = CompareConfig(name="p", model="projection", seed=42)
+    assert plan_seeds(proj, proj)[:2] == ([42, 43, 44], [45, 46, 47])  # default 3, B moved past A
+    assert plan_seeds(proj, proj, 2)[:2] == ([42, 43], [44, 45])
+    assert plan_seeds(proj, proj, 1)[:2] == ([42], [43])
+    far = CompareConfig(name="q", model="projection", seed=100)
+    assert plan_seeds(proj, far, 2)[:2] == ([42, 43], [100, 101])
+    explicit = CompareConfig(name="e", model="projection", seed=1, seeds=(1, 2, 3))
+    assert plan_seeds(proj, explicit, 2)[:2] == ([42, 43], [1, 2, 3])  # the explicit list wins (with a note)
+    assert plan_seeds(explicit, proj)[:2] == ([1, 2, 3], [42, 43, 44])
+    a, b, notes = plan_seeds(explicit, explicit)
+    assert a == b == [1, 2, 3] and "kept as written" in notes[0]
+    ease = CompareConfig(name="ease", model="ease", seed=5)
+    a, b, notes = plan_seeds(ease, ease, 3)
+    assert a == b == [5] and "fitted once" in notes[0]
+    with pytest.raises(ValueError, match="--seeds"):
+        plan_seeds(proj, proj, 0)
+
+
+def test_compare_cli_with_seeds_decides_at_the_seed_level(tmp_path):
+    params = '[params]\nencoder = "tfidf"\npooling = "mean"\nmax_epochs = 1\npatience = 1\n'
+    a = _write(tmp_path, "a.toml", f'name = "p1"\nmodel = "projection"\ndataset = "synthetic"\n{params}{SYNTH}')
+    b = _write(tmp_path, "b.toml", f'name = "p2"\nmodel = "projection"\ndataset = "synthetic"\n{params}{SYNTH}')
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["compare", str(a), str(b), "--out", str(out), "--boot", "200", "--seeds", "3"])
+    assert result.exit_code == 0, result.output
+    assert "Welch" in result.output and "instance-level" in result.output
+    report = json.loads((out / "compare.json").read_text())
+    comp = report["comparison"]
+    assert comp["level"] == "seeds" and comp["decided_by"].startswith("Welch")
+    assert report["a"]["seeds"] == [42, 43, 44] and report["b"]["seeds"] == [45, 46, 47]
+    assert report["a"]["n_seeds"] == 3 and len(report["b"]["runs"]) == 3
+    ndcg = comp["metrics"]["ndcg@10"]
+    assert len(ndcg["seed_means_a"]) == 3 and ndcg["df"] > 0 and ndcg["p_value"] is not None
+    assert ndcg["seed_means_a"][0] == pytest.approx(report["a"]["runs"][0]["test"]["ndcg@10"])
+    assert comp["verdict"] in ("no significant difference", "A better", "B better")
+    assert ndcg["user_paired"]["n_users"] == report["split"]["test_users"]
+    html = (out / "compare.html").read_text()
+    assert "Welch" in html and "Instance-level / user-paired" in html and "45, 46, 47" in html
+
+
+def test_a_deterministic_model_runs_once_even_with_seeds(tmp_path):
+    a = _write(tmp_path, "a.toml", f'model = "ease"\ndataset = "synthetic"\n{SYNTH}')
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["compare", str(a), str(a), "--out", str(out), "--boot", "100", "--seeds", "3"])
+    assert result.exit_code == 0, result.output
+    assert "fitted once" in result.output and "identical" in result.output
+    report = json.loads((out / "compare.json").read_text())
+    assert report["a"]["n_seeds"] == report["b"]["n_seeds"] == 1 and len(report["a"]["runs"]) == 1
+    assert report["comparison"]["level"] == "users" and report["verdict"] == "identical"

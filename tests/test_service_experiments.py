@@ -110,8 +110,9 @@ def test_ab_report_difference_p_value_and_srm():
     assert b["ctr"] == 0.15 and a["ctr_ci95"][0] < 0.1 < a["ctr_ci95"][1]
     cmp = rep["comparisons"][0]
     assert cmp["diff"] == pytest.approx(0.05) and cmp["diff_ci95"][0] > 0
-    se = math.sqrt(0.1 * 0.9 / 999 + 0.15 * 0.85 / 999)
-    assert cmp["p_value"] == pytest.approx(math.erfc(0.05 / se / math.sqrt(2)))
+    # the test's variance is the pooled one under H0 (p = 0.125 over the 2000 users, ddof 1)
+    se0 = math.sqrt(0.125 * 0.875 * 2000 / 1999 * (1 / 1000 + 1 / 1000))
+    assert cmp["p_value"] == pytest.approx(math.erfc(0.05 / se0 / math.sqrt(2)))
     assert cmp["p_value"] < 0.01 and cmp["significant"] and "treatment has the higher CTR" in rep["verdict"]
     assert rep["srm"]["mismatch"] is False
     json.dumps(rep, allow_nan=False)  # JSON-safe
@@ -545,3 +546,15 @@ def test_replay_on_generated_data_finds_the_stronger_arm(tmp_path):
     finally:
         svc.stop()
     check_replay(reports)
+
+
+def test_no_clicks_yet_is_not_certainty():
+    from leanrec.service.experiments import Arm, ab_report, ratio_stats
+
+    r, var = ratio_stats(np.zeros(3), np.ones(3))
+    assert r == 0 and var > 0.01  # 0 clicks in 3 lists: Agresti–Coull width, not "exactly 0"
+    arms = [Arm("a", 0.5, None), Arm("b", 0.5, None)]
+    report = ab_report(arms, [(f"u{k}", "a", 0) for k in range(3)] + [(f"v{k}", "b", 1) for k in range(3)])
+    lo, hi = report["arms"][0]["ctr_ci95"]
+    assert lo == 0.0 and 0 < hi <= 1.0 and report["arms"][1]["ctr_ci95"][1] == 1.0  # clipped to [0, 1]
+    assert report["comparisons"][0]["p_value"] > 0.01  # 3 users a side cannot be overwhelming evidence

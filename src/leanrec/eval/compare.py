@@ -12,6 +12,7 @@ one small TOML file that is copied, whole, into ``compare.json``. Example::
                                # see leanrec.data.io), relative to this file
     protocol = "warm"          # warm | cold (DESIGN.md §4; the split itself is fixed, seed 42)
     seed = 42                  # model seed, for the models that have randomness
+    # seeds = [1, 2, 3]        # or: an explicit list of model seeds (not both)
 
     [params]                   # constructor arguments of the model (estimator defaults if absent)
     lam = 300.0
@@ -26,7 +27,19 @@ are scored on the same test users. Each side is fitted the way the demo's test s
 model (:func:`leanrec.eval.tuning.tune_and_test` with a one-point grid: fitted on train and
 checked on validation, refitted on train+validation — or, for the sequence models, fed the
 train+validation histories — and evaluated once on test), then the per-user test metrics go
-to :func:`leanrec.eval.abtest.paired_comparison`. Errors name the file and the field.
+to :func:`leanrec.eval.abtest.seed_comparison`. Errors name the file and the field.
+
+Seeds (:func:`plan_seeds`). For a model whose seed changes the trained model (``RANDOMISED``)
+one run per side compares two *instances*, not two configurations (an A/A with one seed per
+side is declared different ~24% of the time at α = 0.05). So a seeded side is fitted once per
+seed and the verdict comes from Welch's t over the per-seed means (see
+:mod:`leanrec.eval.abtest`): the seeds are the explicit ``seeds`` list when the file has
+one, else ``seed, seed + 1, …, seed + N − 1`` with N from ``--seeds`` (default 3). The two
+sides of a comparison must not reuse each other's seeds — an A/A on the same seeds would
+be "identical" by construction and say nothing — so when generated lists overlap, the
+generated side (B first) moves to the seeds just past the other side's. Only two explicit,
+overlapping lists are kept as written (the user asked for them; a note says so). A
+deterministic model is fitted once whatever the seeds: more fits would be identical.
 """
 
 from __future__ import annotations
@@ -34,22 +47,25 @@ from __future__ import annotations
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..data.schema import Dataset
 from ..data.split import Split, make_split
-from .abtest import PRIMARY, Comparison, paired_comparison
+from .abtest import PRIMARY, Comparison, seed_comparison
 from .evaluate import KS
 from .metrics import per_user_metrics
 from .tuning import TunedRun, tune_and_test
 
 __all__ = ["CompareConfig", "CompareResult", "ConfigError", "compare_configs", "fit_and_evaluate", "load_config",
-           "load_data"]
+           "load_data", "plan_seeds"]
 
-KNOWN_FIELDS = ("name", "model", "dataset", "protocol", "seed", "params", "synthetic")
+KNOWN_FIELDS = ("name", "model", "dataset", "protocol", "seed", "seeds", "params", "synthetic")
+#: seeds per seeded side when neither the file (``seeds``) nor ``--seeds`` says: enough for a
+#: seed-level test (at least 2), few enough to keep a comparison cheap
+DEFAULT_SEEDS = 3
 SYNTHETIC_FIELDS = ("n_users", "n_items", "seed", "events_per_user", "p_off_topic")
 SEQUENTIAL = ("projection", "attention", "sasrec")
 #: models whose seed changes the fitted model: a one-seed-per-side verdict compares two trained
@@ -75,6 +91,13 @@ class CompareConfig:
     params: dict = field(default_factory=dict)
     synthetic: dict = field(default_factory=dict)
     path: str = ""
+    #: explicit model seeds (TOML ``seeds``); empty: generated from ``seed`` (:func:`plan_seeds`)
+    seeds: tuple[int, ...] = ()
+
+    @property
+    def seeded(self) -> bool:
+        """Whether this model's seed changes what is trained (and so needs several seeds)."""
+        return self.model in RANDOMISED
 
     def data_key(self) -> tuple:
         """What must match between A and B for them to share a split."""
@@ -82,8 +105,8 @@ class CompareConfig:
 
     def as_dict(self) -> dict:
         return {"name": self.name, "model": self.model, "dataset": self.dataset, "protocol": self.protocol,
-                "seed": self.seed, "params": dict(self.params), "synthetic": dict(self.synthetic),
-                "path": self.path}
+                "seed": self.seed, "seeds": list(self.seeds) or None, "params": dict(self.params),
+                "synthetic": dict(self.synthetic), "path": self.path}
 
 
 def _is_int(value) -> bool:
@@ -129,6 +152,15 @@ def load_config(path: str | Path) -> CompareConfig:
     seed = data.get("seed", 42)
     if not _is_int(seed) or seed < 0:
         fail("seed", f"must be a non-negative integer, got {seed!r}")
+    seeds = data.get("seeds")
+    if seeds is not None:
+        if "seed" in data:
+            fail("seeds", "give either 'seed' (the first of generated seeds) or 'seeds' (an explicit list), not both")
+        if not isinstance(seeds, list) or not seeds or not all(_is_int(s) and s >= 0 for s in seeds):
+            fail("seeds", f"must be a non-empty list of non-negative integers, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            fail("seeds", f"seeds must be distinct (a repeated seed is the same instance twice), got {seeds!r}")
+        seed = seeds[0]
     dataset = data.get("dataset", "ml-100k")
     if not isinstance(dataset, str) or not dataset.strip():
         fail("dataset", "must be 'ml-100k', 'synthetic' or a folder path")
@@ -167,7 +199,48 @@ def load_config(path: str | Path) -> CompareConfig:
                                        if k not in ("seed", "on_epoch", "cache") and not hasattr(v, "get_params")))
             fail(f"params.{key}", f"not a parameter of {model!r}; known: {choices or '(none)'}")
     return CompareConfig(name=name, model=model, dataset=dataset, protocol=protocol, seed=seed,
-                         params=dict(params), synthetic=dict(synthetic), path=str(path))
+                         params=dict(params), synthetic=dict(synthetic), path=str(path), seeds=tuple(seeds or ()))
+
+
+def plan_seeds(a: CompareConfig, b: CompareConfig, n_seeds: int | None = None) -> tuple[list[int], list[int],
+                                                                                          list[str]]:
+    """The model seeds each side is fitted with, and notes explaining the choice.
+
+    Rules (module docstring): deterministic model → one run (its first seed); seeded model →
+    the file's ``seeds`` list, else ``seed + i`` for ``i < n_seeds`` (default
+    :data:`DEFAULT_SEEDS`); when both sides are seeded and their lists overlap, a generated
+    list (B's first) moves to just past the other side's seeds."""
+    if n_seeds is not None and (not _is_int(n_seeds) or n_seeds < 1):
+        raise ValueError(f"--seeds must be a positive integer, got {n_seeds!r}")
+    notes: list[str] = []
+
+    def base(cfg: CompareConfig) -> tuple[list[int], bool]:
+        if not cfg.seeded:
+            requested = len(cfg.seeds) if cfg.seeds else (n_seeds or 1)
+            if requested > 1:
+                notes.append(f"{cfg.name}: {cfg.model} is deterministic (its seed changes nothing), so it is fitted "
+                             f"once (seed {cfg.seed}); {requested} seeds would give {requested} identical runs.")
+            return [cfg.seed], False
+        if cfg.seeds:
+            if n_seeds is not None and n_seeds != len(cfg.seeds):
+                notes.append(f"{cfg.name}: the file's explicit seeds {list(cfg.seeds)} are used; --seeds {n_seeds} "
+                             "applies to sides without a 'seeds' list.")
+            return list(cfg.seeds), False
+        return [cfg.seed + i for i in range(n_seeds or DEFAULT_SEEDS)], True
+
+    (seeds_a, gen_a), (seeds_b, gen_b) = base(a), base(b)
+    if a.seeded and b.seeded and set(seeds_a) & set(seeds_b):
+        if gen_b:
+            seeds_b = [max(seeds_a) + 1 + i for i in range(len(seeds_b))]
+            notes.append(f"{b.name}: seeds moved to {seeds_b} so that B does not reuse A's seeds {seeds_a}.")
+        elif gen_a:
+            seeds_a = [max(seeds_b) + 1 + i for i in range(len(seeds_a))]
+            notes.append(f"{a.name}: seeds moved to {seeds_a} so that A does not reuse B's seeds {seeds_b}.")
+        else:
+            notes.append(f"the explicit seed lists share {sorted(set(seeds_a) & set(seeds_b))}: kept as written, but "
+                         "runs on shared seeds are not independent between sides (an A/A on the same seeds is "
+                         "identical by construction).")
+    return seeds_a, seeds_b, notes
 
 
 def load_data(cfg: CompareConfig) -> Dataset:
@@ -225,11 +298,12 @@ def fit_and_evaluate(cfg: CompareConfig, split: Split, *,
     exp = ExperimentConfig(seed=cfg.seed)
     finetuned = _finetuned_encoder(split, exp, on_status)[0] if cfg.model == "minilm-ft" else None
     estimator, _ = model_grid(cfg.model, exp, {}, finetuned)
+    label = f"{cfg.name} (seed {cfg.seed})" if cfg.seeded else cfg.name
     if on_status and hasattr(estimator, "on_epoch"):
         estimator.set_params(on_epoch=lambda r: on_status(
-            f"{cfg.name}: epoch {r['epoch']} valid ndcg@10 {r['valid_ndcg@10']:.4f}"))
+            f"{label}: epoch {r['epoch']} valid ndcg@10 {r['valid_ndcg@10']:.4f}"))
     refit = exp.sequential_refit if cfg.model in SEQUENTIAL else "retrain"
-    step = (lambda what: on_status(f"{cfg.name}: {'tested' if what == 'test' else 'fitted on train'}")) \
+    step = (lambda what: on_status(f"{label}: {'tested' if what == 'test' else 'fitted on train'}")) \
         if on_status else None
     run = tune_and_test(estimator, [dict(cfg.params)], split, refit=refit, on_step=step)
     return SideRun(cfg, run, time.perf_counter() - t0)
@@ -245,31 +319,63 @@ def _fit_side(cfg: CompareConfig, split: Split, on_status) -> SideRun:
 
 @dataclass
 class CompareResult:
-    """Everything ``leanrec compare`` reports: both runs, the split, the statistics."""
+    """Everything ``leanrec compare`` reports: every run of both sides, the split, the statistics."""
 
-    a: SideRun
-    b: SideRun
+    runs_a: list[SideRun]
+    runs_b: list[SideRun]
     split: Split
     dataset: Dataset
     comparison: Comparison
     wall_seconds: float
+    seed_notes: list[str] = field(default_factory=list)
+
+    @property
+    def a(self) -> SideRun:
+        """Side A's first run (its config carries the side's settings)."""
+        return self.runs_a[0]
+
+    @property
+    def b(self) -> SideRun:
+        return self.runs_b[0]
+
+    @property
+    def seeds_a(self) -> list[int]:
+        return [r.config.seed for r in self.runs_a]
+
+    @property
+    def seeds_b(self) -> list[int]:
+        return [r.config.seed for r in self.runs_b]
 
     def notes(self) -> list[str]:
         """Caveats the reader of the verdict needs (shown by the CLI, kept in the JSON)."""
-        randomised = sorted({s.config.model for s in (self.a, self.b)} & set(RANDOMISED))
-        if not randomised:
-            return []
-        note = (f"{', '.join(randomised)} depends on its seed: with one seed per side the test compares two "
-                "trained instances, and seed variance alone is often declared a difference (A/A calibration: "
-                "benchmarks/results/aa_calibration.md); repeat with other seeds before trusting the verdict.")
-        return [note]
+        notes = list(self.seed_notes)
+        level = self.comparison.level
+        if level == "instances":
+            randomised = sorted({s.config.model for s in (self.a, self.b)} & set(RANDOMISED))
+            notes.append(f"{', '.join(randomised)} depends on its seed and a side ran one seed: the test compares "
+                         "two trained instances, so a difference is worded \"instances differ\", not \"better\" "
+                         "(seed variance alone is declared a difference ~24% of the time: "
+                         "benchmarks/results/aa_calibration.md); use --seeds 3 or more to compare configurations.")
+        elif level == "seeds":
+            fixed = [f"{label} ({r.config.model}) is deterministic: one exact value, no seed variance"
+                     for label, r in (("A", self.a), ("B", self.b)) if not r.config.seeded]
+            notes.append(f"seeded configuration: the verdict comes from Welch's t over per-seed means "
+                         f"({self.comparison.n_seeds_a} seed(s) A, {self.comparison.n_seeds_b} seed(s) B"
+                         + "".join(f"; {f}" for f in fixed) + "); the user-paired analysis of the seed-averaged runs "
+                         "is instance-level, secondary information.")
+        return notes
 
     def to_dict(self) -> dict:
         from ..experiment import versions
 
+        def side(runs: list[SideRun]) -> dict:
+            return {"config": runs[0].config.as_dict(), "seeds": [r.config.seed for r in runs], "n_seeds": len(runs),
+                    "seeded": runs[0].config.seeded,
+                    "runs": [{"seed": r.config.seed, **r.summary()} for r in runs]}
+
         return {
-            "a": {"config": self.a.config.as_dict(), "run": self.a.summary()},
-            "b": {"config": self.b.config.as_dict(), "run": self.b.summary()},
+            "a": side(self.runs_a),
+            "b": side(self.runs_b),
             "dataset": self.dataset.summary(),
             "split": self.split.summary(),
             "comparison": self.comparison.to_dict(),
@@ -290,20 +396,26 @@ def check_same_split(a: CompareConfig, b: CompareConfig) -> None:
 
 def compare_configs(a: CompareConfig | str | Path, b: CompareConfig | str | Path, *, alpha: float = 0.05,
                     test: str = "wilcoxon", n_boot: int = 10_000, seed: int = 0, primary: str = PRIMARY,
+                    n_seeds: int | None = None,
                     on_status: Callable[[str], None] | None = None) -> CompareResult:
-    """Load both configs, check they share a split, fit and test each, compare per user."""
+    """Load both configs, check they share a split, fit each side once per model seed
+    (:func:`plan_seeds`; ``n_seeds`` is the CLI's ``--seeds``), compare (``seed`` is the
+    bootstrap's)."""
     t0 = time.perf_counter()
     a = a if isinstance(a, CompareConfig) else load_config(a)
     b = b if isinstance(b, CompareConfig) else load_config(b)
     check_same_split(a, b)
     if primary not in METRICS:
         raise ValueError(f"primary metric {primary!r} is not one of {', '.join(METRICS)}")
+    seeds_a, seeds_b, seed_notes = plan_seeds(a, b, n_seeds)
     if on_status:
         on_status(f"loading {a.dataset}")
     ds = load_data(a)
     split = make_split(ds, a.protocol)  # the protocol's fixed split (seed 42), never the model seed
-    run_a, run_b = (_fit_side(side, split, on_status) for side in (a, b))
-    comparison = paired_comparison(run_a.run.test.per_user, run_b.run.test.per_user, alpha=alpha, n_boot=n_boot,
-                                   seed=seed, test=test, primary=primary, users_a=run_a.run.test.user_ids,
-                                   users_b=run_b.run.test.user_ids)
-    return CompareResult(run_a, run_b, split, ds, comparison, time.perf_counter() - t0)
+    runs_a = [_fit_side(replace(a, seed=s), split, on_status) for s in seeds_a]
+    runs_b = [_fit_side(replace(b, seed=s), split, on_status) for s in seeds_b]
+    comparison = seed_comparison([r.run.test.per_user for r in runs_a], [r.run.test.per_user for r in runs_b],
+                                 seeded_a=a.seeded, seeded_b=b.seeded, alpha=alpha, n_boot=n_boot, seed=seed,
+                                 test=test, primary=primary, users_a=[r.run.test.user_ids for r in runs_a],
+                                 users_b=[r.run.test.user_ids for r in runs_b])
+    return CompareResult(runs_a, runs_b, split, ds, comparison, time.perf_counter() - t0, seed_notes)

@@ -244,7 +244,15 @@ def ratio_stats(clicked: np.ndarray, shown: np.ndarray) -> tuple[float, float]:
         return r, math.nan
     cov = np.cov(np.stack([c, n]), ddof=1)
     var = (cov[0, 0] - 2 * r * cov[0, 1] + r * r * cov[1, 1]) / (N * n.mean() ** 2)
-    return float(r), float(max(var, 0.0))
+    if var <= 0:
+        # every user has the same ratio (typically no click at all yet): the delta method says
+        # "no uncertainty", which is false. Fall back to the Agresti–Coull variance of the
+        # exposure counts, p~(1 − p~)/n~ — the Wilson interval's width — so 0 clicks in 3 lists
+        # is not "CTR exactly 0" and cannot make a comparison significant on its own.
+        n_tilde = n.sum() + Z95 ** 2
+        p_tilde = (c.sum() + Z95 ** 2 / 2) / n_tilde
+        var = p_tilde * (1 - p_tilde) / n_tilde
+    return float(r), float(var)
 
 
 def srm_check(users: list[int], shares: list[float]) -> dict:
@@ -286,23 +294,30 @@ def ab_report(arms: list[Arm], per_exposure: list[tuple], alpha: float = ALPHA) 
         clicked = np.array([v[1] for v in users.values()], np.float64)
         r, var = ratio_stats(clicked, shown)
         se = math.sqrt(var) if math.isfinite(var) else math.nan
-        stats[a.name] = (r, var)
+        stats[a.name] = (r, var, clicked, shown)
         out_arms.append({"name": a.name, "share": a.share, "model": a.model, "users": len(users),
                          "exposures": int(shown.sum()), "clicks": clicks[a.name],
                          "clicked_exposures": int(clicked.sum()), "ctr": _num(r),
-                         "ctr_ci95": [_num(r - Z95 * se), _num(r + Z95 * se)]})
+                         "ctr_ci95": [_num(max(r - Z95 * se, 0.0)), _num(min(r + Z95 * se, 1.0))]})
     control = arms[0].name
-    r0, v0 = stats[control]
+    r0, v0, c0, n0 = stats[control]
     comparisons = []
     for a in arms[1:]:
-        r1, v1 = stats[a.name]
+        r1, v1, c1, n1 = stats[a.name]
         diff, se = r1 - r0, math.sqrt(v0 + v1) if math.isfinite(v0 + v1) else math.nan
-        if not math.isfinite(diff) or not math.isfinite(se):
+        # the test uses the variance under H0 (both arms one population, as the classic
+        # two-proportion z test pools p): the pooled users' per-user delta-method variance
+        # scaled to each arm's size; the interval keeps the arms' own variances
+        _, v_pool = ratio_stats(np.concatenate([c0, c1]), np.concatenate([n0, n1]))
+        n_pool = len(n0) + len(n1)
+        se0 = (math.sqrt(v_pool * n_pool * (1 / len(n0) + 1 / len(n1)))
+               if len(n0) and len(n1) and math.isfinite(v_pool) else math.nan)
+        if not math.isfinite(diff) or not math.isfinite(se0):
             p = math.nan
-        elif se == 0:
+        elif se0 == 0:
             p = 1.0 if diff == 0 else 0.0
         else:
-            p = _norm_p(diff / se)
+            p = _norm_p(diff / se0)
         comparisons.append({"arm": a.name, "control": control, "diff": _num(diff),
                             "diff_ci95": [_num(diff - Z95 * se), _num(diff + Z95 * se)],
                             "relative_lift": _num(diff / r0) if r0 else None,

@@ -212,6 +212,10 @@ def _title(item_id: str, cat, texts: dict) -> str:
     title = fields.get("title") if isinstance(fields, dict) else None
     if not isinstance(title, str) or not title.strip():
         title = (texts.get(item_id) or item_id).split(". ")[0]
+    else:
+        year = fields.get("year")  # shown as the library shows MovieLens titles: "Heat (1995)"
+        if isinstance(year, (int, float)) and not isinstance(year, bool) and np.isfinite(year):
+            title = f"{title} ({int(year)})"
     return title if len(title) <= 80 else title[:77] + "..."
 
 
