@@ -478,31 +478,13 @@ def test_core_flow_on_postgres(tmp_path):
 
 
 # -- replay ------------------------------------------------------------------------------------
-REPLAY_EXPERIMENTS = ("ab-strong", "ab-same", "il-strong", "il-same")
 
 
 def replay(svc: RecService, held_out: list[tuple[str, list[str]]], strong: str, weak: str, k: int = 10) -> dict:
-    """Simulated users. ``held_out``: per user, the held-out items in time order. At each
-    held-out event the user asks each experiment for a list; if any list shows the item the
-    user clicks it (one ``click`` event, credited to every experiment whose list showed it),
-    else the user finds it elsewhere (a ``view``): either way the history grows by the same
-    item, so no arm changes what the others see next. Returns the four reports.
-    Experiments: A/B and interleaving of the weak (control) vs the strong folder, and of the
-    strong folder against itself."""
-    def arms(a, b):
-        return [{"name": "control", "model": a}, {"name": "treatment", "model": b}]
+    """The library's replay (``leanrec.service.replay``) over the four strong/weak experiments."""
+    from leanrec.service.replay import replay as run, strong_weak_experiments
 
-    for exp_id, mode, pair in [("ab-strong", "ab", (weak, strong)), ("ab-same", "ab", (strong, strong)),
-                               ("il-strong", "interleave", (weak, strong)), ("il-same", "interleave", (strong, strong))]:
-        svc.create_experiment({"id": exp_id, "mode": mode, "arms": arms(*pair)})
-    for user, items in held_out:
-        for item in items:
-            shown = set()
-            for exp_id in REPLAY_EXPERIMENTS:
-                shown.update(i["item_id"] for i in svc.recommend(user, k, experiment=exp_id)["items"])
-            svc.add_events([{"user_id": user, "item_id": item, "ts": time.time(),
-                             "kind": "click" if item in shown else "view", "value": None}])
-    return {exp_id: svc.experiment_report(exp_id) for exp_id in REPLAY_EXPERIMENTS}
+    return run(svc, held_out, strong_weak_experiments(svc, strong, weak), k)
 
 
 def replay_service(tmp_path, train) -> tuple[RecService, str, str]:
