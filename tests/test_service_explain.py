@@ -79,7 +79,7 @@ def test_models_without_a_split_say_so(tmp_path):
         for user in ds.events.frame["user_id"].unique()[:5]:
             for item in svc.recommend(str(user), 5, explain=True)["items"]:
                 e = item["explanation"]
-                assert not e["exact"] and e["unexplained"] != 0 and "sequence model" in e["note"]
+                assert not e["exact"] and e["unexplained"] != 0 and "transformer" in e["note"]
                 assert _adds_up(item) == pytest.approx(item["score"], abs=1e-4)
                 assert "no exact split" in e["sentence"]
     finally:
@@ -147,5 +147,60 @@ def test_experiment_lists_are_explained_by_the_model_that_ranked_each_item(tmp_p
             for item in mix["items"]:
                 assert item["explanation"]["method"] == methods[item["team"]] and item["explanation"]["exact"]
                 assert _adds_up(item) == pytest.approx(item["score"], abs=1e-4)
+    finally:
+        svc.stop()
+
+
+@pytest.mark.parametrize("pooling", ["mean", "attention"])
+def test_sequence_models_with_a_linear_state_split_like_the_library(tmp_path, pooling):
+    from leanrec.models.sequential import SequentialRecommender
+
+    ds = make_dataset(n_users=40, n_items=40, seed=5)
+    lib = SequentialRecommender(encoder=HashEncoder(), cache=False, pooling=pooling, dim=16, max_len=10,
+                                max_epochs=2, item_ids=True).fit(ds)
+    lib.encoder = HashEncoder.model_id
+    svc = _serve(tmp_path, save_model(lib, tmp_path / "model", name=pooling))
+    try:
+        import_dataset(svc, ds)
+        for user in ds.events.frame["user_id"].unique()[:6]:
+            for item in svc.recommend(str(user), 4, explain=True)["items"]:
+                e = item["explanation"]
+                assert e["exact"], e["note"]
+                assert _adds_up(item) == pytest.approx(item["score"], abs=1e-4)
+                want = lib.explain(user, type(ds.items.ids[0])(item["item_id"]), limit=100)
+                ref = {str(c.item_id): c.contribution for c in want.contributions}
+                for c in e["contributions"]:
+                    assert c["contribution"] == pytest.approx(ref[c["item_id"]], abs=1e-4)
+                assert e["base"] == pytest.approx(want.base, abs=1e-4)
+    finally:
+        svc.stop()
+
+
+def test_a_fused_projection_part_is_split_too(tmp_path):
+    from leanrec.models.learned_hybrid import LearnedHybrid
+    from leanrec.models.sequential import SequentialRecommender
+
+    ds = make_dataset(n_users=60, n_items=40, seed=5)
+    lib = LearnedHybrid(components=[
+        ("ease", EASE(lam=30)), ("content", ContentRecommender(encoder=HashEncoder(), cache=False, half_life=4)),
+        ("projection", SequentialRecommender(encoder=HashEncoder(), cache=False, pooling="mean", dim=16, max_len=10,
+                                             max_epochs=3, item_ids=True))]).fit(ds)
+    assert lib.weights_["projection"] > 0 or lib.new_item_weights_["projection"] > 0  # the part counts
+    for _, comp in lib.components_:
+        if hasattr(comp, "encoder"):
+            comp.encoder = HashEncoder.model_id
+    svc = _serve(tmp_path, save_model(lib, tmp_path / "model"))
+    try:
+        import_dataset(svc, ds)
+        for user in ds.events.frame["user_id"].unique()[:5]:
+            for item in svc.recommend(str(user), 4, explain=True)["items"]:
+                e = item["explanation"]
+                assert e["exact"], e["note"]
+                assert _adds_up(item) == pytest.approx(item["score"], abs=1e-4)
+                want = lib.explain(user, type(ds.items.ids[0])(item["item_id"]), limit=100)
+                assert want.exact and e["base"] == pytest.approx(want.base, abs=1e-4)
+                ref = {str(c.item_id): c.contribution for c in want.contributions}
+                for c in e["contributions"]:
+                    assert c["contribution"] == pytest.approx(ref[c["item_id"]], abs=1e-4)
     finally:
         svc.stop()

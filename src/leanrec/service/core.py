@@ -157,6 +157,27 @@ class LiveSeqNet:
         self._table = (cat, cat.ids, cat.version, buf, cat.n)
         return buf[:cat.n]
 
+    def split(self, cat: Catalogue, positions: list[int]):
+        """The user state as ``Σ_t a_t v_t + bias`` over the newest ``max_len`` history
+        positions (``SeqNet.last_state_terms``): (history positions, a, v, bias or None) as
+        float64 arrays — or None for SASRec, whose state has no such split."""
+        import torch
+
+        table = self.item_table(cat)
+        hist = np.asarray(positions[-self.max_len:], np.int64)
+        L, h = self.max_len, len(hist)
+        with torch.no_grad():
+            small = torch.zeros(L, self.dim)
+            small[:h] = torch.from_numpy(table[hist])
+            seq = torch.full((1, L), L, dtype=torch.int64)
+            seq[0, L - h:] = torch.arange(h)
+            terms = self.net.last_state_terms(seq, small)
+        if terms is None:
+            return None
+        a, v, bias = terms
+        return (hist, a[0, L - h:].double().numpy(), v[0, L - h:].double().numpy(),
+                None if bias is None else bias.detach().double().numpy())
+
     def scores(self, cat: Catalogue, positions: list[int]) -> np.ndarray:
         """float64[cat.n]: scores of every position after a history (catalogue positions, oldest first)."""
         import torch

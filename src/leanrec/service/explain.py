@@ -9,8 +9,10 @@ service actually scored (``core.RecService``):
 * EASE — Σ_j B_ji over the user's distinct items that the model knows;
 * hybrid / learned hybrid — each part's z-score split into centred per-item terms
   (:mod:`leanrec.models.decompose` explains why that is exact), weighted as served;
-  a sequence model's part (or a whole sequence model) has no split here and is reported
-  as ``unexplained`` with a note — never turned into reasons;
+* sequence models with mean or attention pooling — the user state is Σ_t a_t v_t (+ a
+  bias), so ⟨state, E_i⟩ splits exactly (the bias part is ``base``); a SASRec (alone or as a
+  fused part) has no split and is reported as ``unexplained`` with a note — never turned
+  into reasons;
 * popular and the cold-start list — no history item plays a part: ``base`` is the score.
 
 Every explanation is checked against the score the list carries: if the parts do not add
@@ -46,6 +48,17 @@ class _Split:
         self.unexplained = np.zeros(n)
         self.notes: list[str] = []
 
+    def add(self, ids: list[str], rows: np.ndarray) -> None:
+        """Add one row per history item id (repeats add up; new ids get a row)."""
+        index = {i: k for k, i in enumerate(self.history)}
+        new = [i for i in dict.fromkeys(ids) if i not in index]
+        if new:
+            index.update({i: len(self.history) + k for k, i in enumerate(new)})
+            self.history = self.history + new
+            self.contributions = np.vstack([self.contributions, np.zeros((len(new), self.contributions.shape[1]))])
+        for item, row in zip(ids, rows):
+            self.contributions[index[item]] += row
+
 
 def user_verb(store, user_id: str) -> str:
     """The verb of the user's most frequent event kind ("Because you <verb> X")."""
@@ -71,9 +84,24 @@ def content_weights(history: list[tuple[str, float]], cat, half_life) -> tuple[l
 
 
 def _add(split: _Split, ids: list[str], rows: np.ndarray) -> None:
-    index = {i: k for k, i in enumerate(split.history)}
-    for item, row in zip(ids, rows):
-        split.contributions[index[item]] += row
+    split.add(ids, rows)
+
+
+def _sequence_terms(svc, st, cat, live, positions):
+    """A mean/attention sequence model's split: (history ids, rows a_t⟨v_t, E_i⟩ at ``positions``,
+    the rows' means over the live items, bias⟨b, E_i⟩ at positions, its mean) — None for SASRec."""
+    terms = live.split(cat, svc._sequence(st, cat))
+    if terms is None:
+        return None
+    hist, a, v, bias = terms
+    E = live.item_table(cat).astype(np.float64)
+    alive = np.flatnonzero(cat.alive)
+    mean_e = E[alive].mean(axis=0) if len(alive) else np.zeros(E.shape[1])
+    rows = a[:, None] * (v @ E[positions].T)
+    means = a * (v @ mean_e)
+    b = E[positions] @ bias if bias is not None else np.zeros(len(positions))
+    b_mean = float(mean_e @ bias) if bias is not None else 0.0
+    return [cat.ids[p] for p in hist], rows, means, b, b_mean
 
 
 def _content_terms(cat, ids, a, positions) -> np.ndarray:
@@ -116,8 +144,14 @@ def split_scores(svc, st, cat, scoring, positions: np.ndarray, history) -> _Spli
         split.base += cat.counts[positions]
         return split
     if kind == "sequential":
-        split.unexplained += scoring.live[""].scores(cat, svc._sequence(st, cat))[positions]
-        split.notes.append("a sequence model's user state has no per-item split in the service")
+        terms = _sequence_terms(svc, st, cat, scoring.live[""], positions)
+        if terms is None:
+            split.unexplained += scoring.live[""].scores(cat, svc._sequence(st, cat))[positions]
+            split.notes.append("a transformer's user state (sasrec) has no exact split into history items")
+        else:
+            ids_t, rows, _, b, _ = terms
+            split.add(ids_t, rows)
+            split.base += b
         return split
     if kind == "ease":
         known, rows = _ease_rows(scoring, cat, seen, folder.ease_B)
@@ -159,6 +193,14 @@ def split_scores(svc, st, cat, scoring, positions: np.ndarray, history) -> _Spli
         else:
             if sub.kind == "sequential":
                 s = scoring.live[name].scores(cat, svc._sequence(st, cat))
+                terms = _sequence_terms(svc, st, cat, scoring.live[name], positions)
+                if terms is not None:  # mean / attention: centred rows, like the content part
+                    ids_t, rows, means, b, b_mean = terms
+                    coef = np.where(ev, w, w_new)
+                    sd = s[alive].std() if len(alive) else 0.0
+                    _zsplit(split, ids_t, rows, means, s, alive, coef)
+                    split.base += (b - b_mean) / (sd if sd > 0 else 1.0) * coef
+                    continue
                 ref, coef, target = alive, np.where(ev, w, w_new), "unexplained"
             else:  # popular: the training counts, a part no history item plays
                 s = svc._model_to_live(cat, scoring, sub.popularity.astype(np.float64))
@@ -167,7 +209,7 @@ def split_scores(svc, st, cat, scoring, positions: np.ndarray, history) -> _Spli
             part = (s[positions] - (s[ref].mean() if len(ref) else 0.0)) / (sd if sd > 0 else 1.0) * coef
             setattr(split, target, getattr(split, target) + part)
             if sub.kind == "sequential" and (w or w_new):
-                split.notes.append(f"the sequence model {name!r} has no per-item split in the service")
+                split.notes.append(f"the transformer {name!r} (sasrec) has no exact split into history items")
     return split
 
 
@@ -202,6 +244,10 @@ def explain_answer(svc, user_id: str, st, cat, scoring, answer: dict, pre: dict)
         method = {"content": "weighted mean of history vectors", "ease": "item-item weights (EASE)",
                   "popular": "popularity", "hybrid": "z-scored EASE + content",
                   "learned_hybrid": "learned z-score fusion", "sequential": "sequence model"}[scoring.kind]
+        if scoring.kind == "sequential":
+            pooling = scoring.folder.seqnet["config"]["pooling"]
+            method = {"mean": "weighted mean of learned item vectors", "attention": "attention-weighted item vectors",
+                      "sasrec": "SASRec transformer"}.get(pooling, method)
     for k, it in enumerate(items):
         it["explanation"] = _one(user_id, it, k, split, cat, pre["texts"], pre["verb"], method, cold)
 
