@@ -157,39 +157,42 @@ class LiveSeqNet:
         self._table = (cat, cat.ids, cat.version, buf, cat.n)
         return buf[:cat.n]
 
+    def _window(self, cat: Catalogue, positions: list[int]):
+        """(item table, the newest ``max_len`` history positions, the tower's inputs): the
+        history rows as a small table and a right-aligned window over it (pad = max_len)."""
+        import torch
+
+        table = self.item_table(cat)
+        hist = np.asarray(positions[-self.max_len:], np.int64)
+        L, h = self.max_len, len(hist)
+        small = torch.zeros(L, self.dim)
+        small[:h] = torch.from_numpy(table[hist])
+        seq = torch.full((1, L), L, dtype=torch.int64)
+        seq[0, L - h:] = torch.arange(h)
+        return table, hist, seq, small
+
     def split(self, cat: Catalogue, positions: list[int]):
         """The user state as ``Σ_t a_t v_t + bias`` over the newest ``max_len`` history
         positions (``SeqNet.last_state_terms``): (history positions, a, v, bias or None) as
         float64 arrays — or None for SASRec, whose state has no such split."""
         import torch
 
-        table = self.item_table(cat)
-        hist = np.asarray(positions[-self.max_len:], np.int64)
-        L, h = self.max_len, len(hist)
+        _, hist, seq, small = self._window(cat, positions)
         with torch.no_grad():
-            small = torch.zeros(L, self.dim)
-            small[:h] = torch.from_numpy(table[hist])
-            seq = torch.full((1, L), L, dtype=torch.int64)
-            seq[0, L - h:] = torch.arange(h)
             terms = self.net.last_state_terms(seq, small)
         if terms is None:
             return None
         a, v, bias = terms
-        return (hist, a[0, L - h:].double().numpy(), v[0, L - h:].double().numpy(),
+        h = len(hist)  # the window's real positions are its last h
+        return (hist, a[0, len(a[0]) - h:].double().numpy(), v[0, len(a[0]) - h:].double().numpy(),
                 None if bias is None else bias.detach().double().numpy())
 
     def scores(self, cat: Catalogue, positions: list[int]) -> np.ndarray:
         """float64[cat.n]: scores of every position after a history (catalogue positions, oldest first)."""
         import torch
 
-        table = self.item_table(cat)
-        hist = np.asarray(positions[-self.max_len:], np.int64)
-        L, h = self.max_len, len(hist)
+        table, _, seq, small = self._window(cat, positions)
         with torch.no_grad():
-            small = torch.zeros(L, self.dim)
-            small[:h] = torch.from_numpy(table[hist])
-            seq = torch.full((1, L), L, dtype=torch.int64)
-            seq[0, L - h:] = torch.arange(h)
             state = self.net.user_states(seq, small)[0, -1].float()
             return (torch.from_numpy(table) @ state).numpy().astype(np.float64)
 
