@@ -230,21 +230,49 @@ def encoder_distill_layers(
 
 @data_app.command("synth")
 def data_synth(
-    out: Path = typer.Argument(..., help="Parquet file to write the generated product catalogue to."),
+    out: Path = typer.Argument(..., help="Parquet file for the catalogue; with --users, a folder for the data set."),
     items: str = typer.Option("100k", help="Number of items, e.g. 1M."),
-    seed: int = typer.Option(42, help="Random seed (same seed, same catalogue)."),
+    users: Optional[str] = typer.Option(None, help="Also generate users and their events (OUT becomes a folder), "
+                                                  "e.g. 100k."),
+    events: Optional[str] = typer.Option(None, help="Total events, exactly (with --users; default 50 per user), "
+                                                   "e.g. 10M."),
+    seed: int = typer.Option(42, help="Random seed (same seed, same data)."),
     description_words: Optional[int] = typer.Option(None, help="Add a description of about this many words."),
+    partition_rows: str = typer.Option("100k", help="Rows per Parquet part (with --users)."),
 ) -> None:
-    """Generate a realistic product catalogue (titles, descriptions, categories, brands, prices)."""
+    """Generate a realistic product catalogue, or with --users a whole data set (items, events, manifest)."""
     from .cost.plan import parse_count
-    from .data.products import write_products
 
     try:
         n = parse_count(items)
+        n_users = None if users is None else parse_count(users)
+        n_events = None if events is None else parse_count(events)
+        part_rows = parse_count(partition_rows)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+    if n_users is None:
+        if n_events is not None:
+            raise typer.BadParameter("--events needs --users")
+        from .data.products import write_products
+
+        with _progress() as bar:
+            task = bar.add_task("generating products", total=n)
+            write_products(out, n, seed=seed, description_words=description_words,
+                           progress=lambda k: bar.advance(task, k))
+        console.print(f"wrote {n:,} items to {out}")
+        return
+
+    from .data.synth_scale import write_synthetic
+
+    n_events = 50 * n_users if n_events is None else n_events
     with _progress() as bar:
-        task = bar.add_task("generating products", total=n)
-        write_products(out, n, seed=seed, description_words=description_words,
-                       progress=lambda k: bar.advance(task, k))
-    console.print(f"wrote {n:,} items to {out}")
+        tasks = {"items": bar.add_task("generating items", total=n),
+                 "events": bar.add_task("generating events", total=n_events)}
+        try:
+            manifest = write_synthetic(out, n, n_users, n_events, seed=seed, description_words=description_words,
+                                       partition_rows=part_rows, progress=lambda stage, k: bar.advance(tasks[stage], k))
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    parts = manifest["parts"]
+    console.print(f"wrote {n:,} items ({len(parts['items'])} parts), {n_users:,} users and {n_events:,} events "
+                  f"({len(parts['events'])} parts) to {out}/ (see {out}/manifest.json)")
