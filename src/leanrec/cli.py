@@ -264,6 +264,7 @@ def _print_reasons(reasons) -> None:
 
 from . import cli_compare  # noqa: E402,F401  (registers compare)
 from . import cli_cost  # noqa: E402,F401  (registers cost, bench, plan, encoder export, data synth)
+from . import cli_scale  # noqa: E402,F401  (registers encode, recommend-all)
 from . import cli_serve  # noqa: E402,F401  (registers train, store import, serve)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,123 @@
+"""Batch commands on Dask distributed: ``encode``, ``recommend-all`` and ``index-shards``.
+
+Thin like the rest of the CLI: parse, open a cluster with :func:`leanrec.scale.connect`
+(the scheduler at ``--scheduler``, or a local one on 127.0.0.1), call
+:mod:`leanrec.scale`, show partitions done / total with rich. Registered on the main app
+by :mod:`leanrec.cli`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .cli import _progress, app, console
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]{type(exc).__name__}: {exc}")
+    raise typer.Exit(1)
+
+
+def _run(job, scheduler, workers, threads_per_worker, description, timeout=10.0):
+    from .scale import connect
+    from .scale.common import ConfigMismatchError, InputError, PartitionFailedError
+
+    try:
+        with connect(scheduler, workers=workers, threads_per_worker=threads_per_worker, timeout=timeout) as client:
+            with _progress() as bar:
+                task = bar.add_task(description, total=None)
+                return job(client, lambda done, total: bar.update(task, completed=done, total=total))
+    except (ConnectionError, ConfigMismatchError, InputError, PartitionFailedError, FileNotFoundError,
+            ValueError) as exc:
+        _fail(exc)
+
+
+@app.command("encode")
+def encode(
+    items: Path = typer.Argument(..., help="Product catalogue: a Parquet file or a folder of Parquet files."),
+    out: Path = typer.Argument(..., help="Output folder (vectors per partition + manifest.json)."),
+    encoder: str = typer.Option("minilm", help="minilm, static (= minilm on the static backend), a model "
+                                               "folder or a saved ONNX/static encoder folder."),
+    backend: str = typer.Option("torch", help="torch, onnx or static (ignored for a saved encoder folder)."),
+    precision: str = typer.Option("fp32", help="fp32, bf16, fp16 (torch) or int8 (onnx)."),
+    codec: Optional[str] = typer.Option(None, help="Also write a compressed copy: fp16, int8, pq64, binary..."),
+    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address; default: a local cluster."),
+    workers: int = typer.Option(2, help="Worker processes of the local cluster."),
+    threads_per_worker: int = typer.Option(1, help="Threads per worker, also each task's thread budget."),
+    partition_rows: int = typer.Option(50_000, help="Rows per partition (one task each)."),
+    retries: int = typer.Option(2, help="Times a failed partition is retried."),
+    timeout: float = typer.Option(10.0, help="Seconds to wait for the scheduler at --scheduler."),
+) -> None:
+    """Encode a catalogue into item vectors as a Dask job; a rerun skips finished partitions."""
+    from .scale import EncoderSpec, encode_catalogue
+    from .scale.encode import worker_encoder
+
+    if encoder.strip().lower() == "static":
+        encoder, backend = "minilm", "static"
+    try:
+        spec = EncoderSpec(encoder, backend=backend, precision=precision, threads=threads_per_worker)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    with console.status("loading the encoder (export / distillation on first use)"):
+        try:
+            worker_encoder(spec)  # fail fast on a bad name; build any export here once (encode reuses it)
+        except (ValueError, FileNotFoundError) as exc:
+            _fail(exc)
+    manifest = _run(lambda client, progress: encode_catalogue(
+        items, out, encoder=spec, codec=codec, partition_rows=partition_rows, client=client, retries=retries,
+        progress=progress), scheduler, workers, threads_per_worker, "encoding partitions", timeout)
+    run = manifest["last_run"]
+    console.print(f"{manifest['rows']:,} items x {manifest['dim']} dims in {out}: "
+                  f"{len(run['encoded'])} partitions encoded, {len(run['skipped'])} already done, "
+                  f"{run['wall_s']:.1f} s")
+
+
+@app.command("recommend-all")
+def recommend_all_cmd(
+    vectors: Path = typer.Argument(..., help="Output folder of `leanrec encode`."),
+    events: Path = typer.Argument(..., help="Event log (Parquet: user_id, item_id, timestamp)."),
+    out: Path = typer.Argument(..., help="Output folder (Parquet per user partition + manifest.json)."),
+    k: int = typer.Option(10, "-k", "--k", help="Recommendations per user."),
+    half_life: float = typer.Option(8.0, help="History decay half-life in events (0: plain mean)."),
+    index: str = typer.Option("exact", help="Index: exact, hnsw, ivfpq..."),
+    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address; default: a local cluster."),
+    workers: int = typer.Option(2, help="Worker processes of the local cluster."),
+    threads_per_worker: int = typer.Option(1, help="Threads per worker, also each task's thread budget."),
+    partition_users: int = typer.Option(10_000, help="Users per partition (one task each)."),
+    retries: int = typer.Option(2, help="Times a failed partition is retried."),
+) -> None:
+    """Top-k unseen items for every user, as a Dask job; a rerun skips finished partitions."""
+    from .scale import recommend_all
+
+    manifest = _run(lambda client, progress: recommend_all(
+        vectors, events, out, k=k, half_life=half_life or None, index=index, partition_users=partition_users,
+        threads=threads_per_worker, client=client, retries=retries, progress=progress),
+        scheduler, workers, threads_per_worker, "scoring user partitions")
+    run = manifest["last_run"]
+    console.print(f"top-{k} for {manifest['users']:,} users in {out}: {len(run['computed'])} partitions computed, "
+                  f"{len(run['skipped'])} already done, {run['wall_s']:.1f} s")
+
+
+@app.command("index-shards")
+def index_shards(
+    vectors: Path = typer.Argument(..., help="Output folder of `leanrec encode`."),
+    out: Path = typer.Argument(..., help="Output folder (one saved index per shard + manifest.json)."),
+    index: str = typer.Option("exact", help="Index per shard: exact, hnsw32-ef64, ivfpq..."),
+    partitions_per_shard: int = typer.Option(1, help="Encode partitions per shard."),
+    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address; default: a local cluster."),
+    workers: int = typer.Option(2, help="Worker processes of the local cluster."),
+    threads_per_worker: int = typer.Option(1, help="Threads per worker, also each task's thread budget."),
+    retries: int = typer.Option(2, help="Times a failed shard is retried."),
+) -> None:
+    """Build one index shard per range of item partitions, as a Dask job; a rerun skips finished shards."""
+    from .scale import build_index_shards
+
+    manifest = _run(lambda client, progress: build_index_shards(
+        vectors, out, index=index, partitions_per_shard=partitions_per_shard, threads=threads_per_worker,
+        client=client, retries=retries, progress=progress), scheduler, workers, threads_per_worker, "building shards")
+    run = manifest["last_run"]
+    console.print(f"{len(manifest['shards'])} {index} shards in {out}: {len(run['built'])} built, "
+                  f"{len(run['skipped'])} already done, {run['wall_s']:.1f} s")
