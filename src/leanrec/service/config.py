@@ -33,11 +33,15 @@ class ServiceConfig:
     half_life: float | None = 8.0      # events; None = plain mean of the history
     temperature: float = 1.0
     # vectors
-    index: str = "auto"                # auto | exact | hnsw
+    index: str = "auto"                # auto | exact | hnsw | pgvector (PostgreSQL with pgvector only)
     hnsw_threshold: int = 20_000       # auto: exact below this many items, HNSW from it
-    hnsw_m: int = 32
-    hnsw_ef_construction: int = 100
-    hnsw_ef_search: int = 64
+    hnsw_m: int = 32                   # faiss HNSW, and pgvector's index when it builds one (2..100 there)
+    hnsw_ef_construction: int = 100    # pgvector: at least 2 * hnsw_m, at most 1000
+    hnsw_ef_search: int = 64           # per query, raised to k; pgvector: at most 1000
+    # pgvector (index = "pgvector"): filtered / seen-excluding queries resume the HNSW walk
+    # until k rows pass (pgvector >= 0.8), up to max_scan_tuples visited rows
+    pgvector_iterative_scan: str = "relaxed_order"  # relaxed_order | strict_order | off
+    pgvector_max_scan_tuples: int = 20_000
     persist_interval_s: float = 30.0   # how often a changed index is written to data_dir
     # limits
     max_body_bytes: int = 8 * 1024 * 1024
@@ -53,8 +57,10 @@ class ServiceConfig:
         return dataclasses.replace(self, **{k: v for k, v in values.items() if v is not None})
 
     def check(self) -> ServiceConfig:
-        if self.index not in ("auto", "exact", "hnsw"):
-            raise ValueError(f"index must be auto, exact or hnsw, got {self.index!r}")
+        if self.index not in ("auto", "exact", "hnsw", "pgvector"):
+            raise ValueError(f"index must be auto, exact, hnsw or pgvector, got {self.index!r}")
+        if self.index == "pgvector":
+            self._check_pgvector()
         for name in ("port", "hnsw_threshold", "hnsw_m", "hnsw_ef_construction", "hnsw_ef_search",
                      "max_body_bytes", "max_batch", "max_k", "cache_users", "encoder_threads"):
             if int(getattr(self, name)) < 1:
@@ -64,6 +70,30 @@ class ServiceConfig:
         if not 0.0 <= self.cold_start_new_share <= 1.0:
             raise ValueError(f"cold_start_new_share must be in [0, 1], got {self.cold_start_new_share!r}")
         return self
+
+    def _check_pgvector(self) -> None:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = make_url(self.db).get_backend_name()
+        except ArgumentError:
+            backend = None
+        if backend != "postgresql":
+            raise ValueError(f"index = 'pgvector' needs a PostgreSQL store (db = postgresql://USER@HOST/DB), "
+                             f"got db = {self.db!r}")
+        if self.pgvector_iterative_scan not in ("relaxed_order", "strict_order", "off"):
+            raise ValueError("pgvector_iterative_scan must be relaxed_order, strict_order or off, "
+                             f"got {self.pgvector_iterative_scan!r}")
+        if not 2 <= int(self.hnsw_m) <= 100:
+            raise ValueError(f"hnsw_m must be in 2..100 with index = 'pgvector', got {self.hnsw_m!r}")
+        if not 2 * int(self.hnsw_m) <= int(self.hnsw_ef_construction) <= 1000:
+            raise ValueError(f"hnsw_ef_construction must be in 2 * hnsw_m..1000 with index = 'pgvector', "
+                             f"got {self.hnsw_ef_construction!r} (hnsw_m = {self.hnsw_m!r})")
+        if not 1 <= int(self.hnsw_ef_search) <= 1000:
+            raise ValueError(f"hnsw_ef_search must be in 1..1000 with index = 'pgvector', got {self.hnsw_ef_search!r}")
+        if int(self.pgvector_max_scan_tuples) < 1:
+            raise ValueError(f"pgvector_max_scan_tuples must be >= 1, got {self.pgvector_max_scan_tuples!r}")
 
 
 def load_config(path: str | Path | None) -> ServiceConfig:

@@ -258,7 +258,10 @@ class Ranked(NamedTuple):
 class RecService:
     def __init__(self, config: ServiceConfig, *, encoder=None, metrics=None):
         self.config = config.check()
-        self.store = Store(config.db)
+        # index = "pgvector": vectors must live in pgvector tables (an error at start-up if the
+        # server has no extension); otherwise the store uses them when it finds the extension
+        self.store = Store(config.db, vectors="pgvector" if config.index == "pgvector" else "auto",
+                           hnsw_m=config.hnsw_m, hnsw_ef_construction=config.hnsw_ef_construction)
         self.metrics = metrics
         self._injected_encoder = encoder
         self._write = threading.RLock()
@@ -267,6 +270,7 @@ class RecService:
         self.encoder = None
         self.encoder_spec: dict | None = None
         self.cat: Catalogue | None = None
+        self.pgv = None  # PgVectorIndex of the served encoder when index = "pgvector"
         self.scoring: Scoring | None = None
         self.pid = ""
         self.ready = False
@@ -366,11 +370,13 @@ class RecService:
         else:
             cat = self._restore_catalogue(encoder, progress)
         scoring = self._make_scoring(folder, encoder)
+        pgv = self._pgvector_index(encoder, cat)
         with self._write:
             if cat is not self.cat:
                 self._catch_up(cat, encoder)
             with self._state:
                 self.encoder, self.encoder_spec, self.cat, self.scoring = encoder, spec, cat, scoring
+                self.pgv = pgv
                 self.pid = profile_id(encoder.model_id, scoring.half_life)
                 self._users.clear()
         if path:
@@ -393,6 +399,28 @@ class RecService:
         half_life = folder.half_life if "half_life" in folder.meta else cfg.half_life
         return Scoring(folder.kind, folder.name, half_life, folder.temperature, folder, folder.path)
 
+    def _pgvector_index(self, encoder, cat: Catalogue):
+        """index = "pgvector": the SQL search over the encoder's table (its table and HNSW
+        index are created here, at load time, never on a request); else None."""
+        cfg = self.config
+        if cfg.index != "pgvector":
+            return None
+        if self.pgv is not None and self.pgv.encoder_id == encoder.model_id:
+            return self.pgv
+        from .pgvector_index import PgVectorIndex
+
+        return PgVectorIndex(self.store, encoder.model_id, cat.dim, ef_search=cfg.hnsw_ef_search,
+                             iterative_scan=cfg.pgvector_iterative_scan, max_scan_tuples=cfg.pgvector_max_scan_tuples)
+
+    def _search(self, cat: Catalogue, query: np.ndarray, k: int, exclude: np.ndarray | None,
+                mask: np.ndarray | None, filters: list[tuple[str, str]] | None) -> tuple[np.ndarray, np.ndarray]:
+        """The content model's nearest neighbours: PostgreSQL (pgvector) when configured, else
+        the in-memory index. ``mask`` is ``filters`` as the catalogue evaluates them."""
+        pgv = self.pgv
+        if pgv is not None:
+            return pgv.search(cat, query, k, exclude=exclude, filters=filters or [])
+        return cat.search(query, k, exclude=exclude, mask=mask)
+
     def model_info(self) -> dict:
         s = self.scoring
         return {"name": s.name, "kind": s.kind, "path": s.path, "half_life": s.half_life,
@@ -410,7 +438,9 @@ class RecService:
         counts = {k: float(v) for k, v in st.item_event_counts().items()}
         fields = {i: f for i, f, _, _ in live}
         created = {i: c for i, _, c, _ in live}
-        options = {"index": cfg.index, "hnsw_threshold": cfg.hnsw_threshold, "hnsw_m": cfg.hnsw_m,
+        # with pgvector the in-memory catalogue stays exact: no faiss graph next to PostgreSQL's
+        options = {"index": "exact" if cfg.index == "pgvector" else cfg.index,
+                   "hnsw_threshold": cfg.hnsw_threshold, "hnsw_m": cfg.hnsw_m,
                    "ef_construction": cfg.hnsw_ef_construction, "ef_search": cfg.hnsw_ef_search}
         cat = None
         saved = Catalogue.read_saved(self.index_dir(enc_id), enc_id)
@@ -596,9 +626,10 @@ class RecService:
         if experiment is not None:
             return self._recommend_in_experiment(experiment, user_id, k, exclude_seen, filters, explain)
         st = self._fresh_state(user_id)
+        pre = self._pgvector_prefetch(st, k, exclude_seen, filters)
         with self._state:
             scoring = self.scoring
-            out = self._finish(user_id, self._rank(st, k, exclude_seen, filters, scoring))
+            out = self._finish(user_id, self._rank(st, k, exclude_seen, filters, scoring, pre))
         if explain:
             self._explain(user_id, out, {None: (st, scoring)})
         return out
@@ -634,16 +665,32 @@ class RecService:
             st = self._user_state(user_id)
         return st
 
+    def _pgvector_prefetch(self, st: UserState, k: int, exclude_seen: bool,
+                           filters: list[tuple[str, str]] | None) -> tuple | None:
+        """index = "pgvector", content model, a user with a history: the SQL search, run
+        *before* ``_state`` is taken so that readers do not queue behind each other's database
+        round trips. (pgvector index, scoring, ids, scores); None in every other case."""
+        pgv, scoring = self.pgv, self.scoring
+        if pgv is None or scoring.kind != "content" or st.profile is None or st.profile.n_events == 0 or not st.seen:
+            return None
+        ids, scores = pgv.search_ids(st.profile.vector, k, exclude_ids=st.seen if exclude_seen else (),
+                                     filters=filters or [])
+        return pgv, scoring, ids, scores
+
     def _rank(self, st: UserState, k: int, exclude_seen: bool, filters: list[tuple[str, str]] | None,
-              scoring: Scoring) -> Ranked:
-        """Top-k positions and scores of ``scoring`` for a user state. Called under ``_state``."""
+              scoring: Scoring, pre: tuple | None = None) -> Ranked:
+        """Top-k positions and scores of ``scoring`` for a user state. Called under ``_state``.
+        ``pre``: a :meth:`_pgvector_prefetch` result, used if the index and model are still served."""
         cat = self.cat
         mask = cat.filter_mask(filters or [])
         if st.profile is None or st.profile.n_events == 0 or not st.seen:
             return self._cold_start(k, mask, scoring)
         seen = np.fromiter((cat.pos[i] for i in st.seen if i in cat.pos), np.int64) if exclude_seen else None
         if scoring.kind == "content":
-            pos, scores = cat.search(st.profile.vector, k, exclude=seen, mask=mask)
+            if pre is not None and pre[0] is self.pgv and pre[1] is scoring:
+                pos, scores = pre[0].positions(cat, pre[2], pre[3])
+            else:
+                pos, scores = self._search(cat, st.profile.vector, k, seen, mask, filters)
         else:
             full = self._full_scores(st, cat, scoring)
             ok = cat.allowed(seen, mask)
@@ -749,10 +796,10 @@ class RecService:
             if item_id not in cat:
                 raise NotFound(f"no item {item_id!r}")
             mask = cat.filter_mask(filters or [])
-            pos, scores = cat.search(cat.vector(item_id), k, exclude=np.array([cat.pos[item_id]]), mask=mask)
+            pos, scores = self._search(cat, cat.vector(item_id), k, np.array([cat.pos[item_id]]), mask, filters)
             return {"item_id": item_id, "items": [{"item_id": cat.ids[p], "score": float(s)}
                                                   for p, s in zip(pos, scores)],
-                    "model": _content_name(self.encoder), "index": cat.kind}
+                    "model": _content_name(self.encoder), "index": self._index_kind(cat)}
 
     @staticmethod
     def _answer(user_id, cat, pos, scores, model, temperature, cold) -> dict:
@@ -908,7 +955,10 @@ class RecService:
     def stats(self) -> dict:
         cat = self.cat
         return {"items": cat.n_alive if cat else 0, "tombstones": cat.n_dead if cat else 0,
-                "index": cat.kind if cat else None, "cached_users": len(self._users)}
+                "index": self._index_kind(cat) if cat else None, "cached_users": len(self._users)}
+
+    def _index_kind(self, cat: Catalogue) -> str:
+        return "pgvector" if self.pgv is not None else cat.kind
 
 
 def preflight(config: ServiceConfig) -> None:

@@ -19,9 +19,14 @@ Why each table exists:
   arm is a pure function of (experiment, user), recorded with each exposure.
 * ``attributions`` — a click credited to an exposure, written in the same transaction as
   the event; unique per (exposure, item), so a shown item is credited at most once.
+* ``pgvector_encoders`` (PostgreSQL with pgvector only, migration 0003) — which ``vector(d)``
+  table holds each encoder's item vectors (:func:`vector_table`); in such a store those
+  tables replace ``item_vectors``.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from sqlalchemy import (
                         BigInteger,
@@ -134,6 +139,45 @@ exposures = Table(
     Index("ix_exposures_user_ts", "user_id", "ts"),
     Index("ix_exposures_experiment", "experiment_id"),
 )
+
+# PostgreSQL-only tables live apart from ``metadata`` (the schema every store has, which the
+# migrations must produce exactly on SQLite as on PostgreSQL)
+pgvector_metadata = MetaData()
+
+pgvector_encoders = Table(
+    "pgvector_encoders", pgvector_metadata,
+    Column("encoder_id", String(200), primary_key=True),
+    Column("table_name", String(63), nullable=False, unique=True),
+    Column("dim", Integer, nullable=False),
+    Column("hnsw_m", Integer, nullable=True),                # the HNSW index's build settings
+    Column("hnsw_ef_construction", Integer, nullable=True),  # (null: no index, dim > 2000)
+    Column("created_at", Float, nullable=False),
+)
+
+
+def vector_table_name(encoder_id: str) -> str:
+    """``item_vec_<16 hex>``: a fixed-length, always-valid name for an encoder's table."""
+    return "item_vec_" + hashlib.sha256(encoder_id.encode()).hexdigest()[:16]
+
+
+def vector_table(name: str, dim: int) -> Table:
+    """One encoder's pgvector table: ``item_id`` → ``embedding vector(dim)``.
+
+    Why one table per encoder rather than one table with an ``encoder_id`` column and a
+    partial HNSW index per encoder: an HNSW index needs a fixed dimension, and a partial
+    index is only usable when the planner can prove its predicate from the query — with
+    bound parameters and generic plans (psycopg prepares repeated statements) it often
+    cannot, and the query silently becomes a sequential scan. A table per encoder has one
+    plain HNSW index that every nearest-neighbour query uses, its statistics describe one
+    encoder's vectors, and dropping an encoder is ``DROP TABLE`` rather than a mass delete.
+    The table lives in its own MetaData: it is created at first use (its dimension is known
+    only then), not by a migration.
+    """
+    from pgvector.sqlalchemy import VECTOR
+
+    return Table(name, MetaData(), Column("item_id", String(ID_LEN), primary_key=True),
+                 Column("embedding", VECTOR(int(dim)), nullable=False))
+
 
 attributions = Table(
     "attributions", metadata,

@@ -4,6 +4,12 @@ Every write is one transaction, committed before the service answers 2xx, so an
 acknowledged item or event survives a crash (SQLite runs in WAL mode with
 ``synchronous=FULL``: the commit is on disk when ``commit()`` returns). All SQL is built by
 SQLAlchemy with bound parameters; no statement is assembled from strings.
+
+Item vectors: in ``item_vectors`` (float32 bytes) — or, on PostgreSQL with the pgvector
+extension (migration 0003), in one ``vector(d)`` table per encoder with an HNSW index
+(``schema.vector_table``), which :mod:`~leanrec.service.pgvector_index` searches in SQL.
+The store picks the pgvector tables by itself when the extension is installed
+(``vectors="auto"``); either way vectors are written in the same transaction as their items.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import create_engine, event, func, select, update
+from sqlalchemy import LargeBinary, create_engine, event, func, select, text, update
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from . import migrate
@@ -29,8 +35,14 @@ from .schema import (
     item_vectors,
     items,
     models,
+    pgvector_encoders,
     user_profiles,
+    vector_table,
+    vector_table_name,
 )
+
+VECTOR_MODES = ("auto", "bytes", "pgvector")
+PGVECTOR_MAX_INDEXED_DIM = 2000  # pgvector's HNSW limit for the vector type
 
 
 class StoreError(RuntimeError):
@@ -88,8 +100,27 @@ def _chunks(seq: Sequence, n: int = 500):
 
 
 class Store:
-    def __init__(self, url: str):
+    """``vectors``: where item vectors live — ``auto`` (pgvector tables when the database is
+    PostgreSQL with the extension installed, else ``item_vectors``), ``bytes`` (always
+    ``item_vectors``) or ``pgvector`` (required: an error when unavailable). ``hnsw_m`` and
+    ``hnsw_ef_construction`` build the HNSW index of an encoder's table when
+    :meth:`ensure_hnsw_index` creates it (pgvector: m in 2..100, ef_construction in
+    2·m..1000); an existing index keeps the settings it was built with (recorded in
+    ``pgvector_encoders``).
+
+    Switching an existing store between modes loses nothing: ``pgvector`` moves the bytes
+    vectors of an encoder into its table on first use; ``bytes`` does not read the pgvector
+    tables, so the service re-encodes the items it finds without a vector.
+    """
+
+    def __init__(self, url: str, *, vectors: str = "auto", hnsw_m: int = 16, hnsw_ef_construction: int = 64):
         self.url = url
+        if vectors not in VECTOR_MODES:
+            raise StoreError(f"vectors must be one of {', '.join(VECTOR_MODES)}, got {vectors!r}")
+        self.vector_mode = vectors
+        self.hnsw_m, self.hnsw_ef_construction = int(hnsw_m), int(hnsw_ef_construction)
+        self._pgvector: bool | None = None  # resolved on first use (after the migrations)
+        self._vec_tables: dict[str, object] = {}  # encoder id -> its Table (pgvector mode)
         try:
             self.engine = make_engine(url)
         except Exception as exc:  # bad URL, missing driver
@@ -104,9 +135,181 @@ class Store:
 
     def migrate(self) -> str | None:
         try:
-            return migrate.upgrade(self.engine)
+            rev = migrate.upgrade(self.engine)
         except Exception as exc:
             raise StoreError(f"cannot migrate the store {self.describe()}: {exc}") from exc
+        self._pgvector = None  # the migration may just have installed the extension
+        if self.vector_mode == "pgvector":
+            self.require_pgvector()
+        return rev
+
+    # -- pgvector ----------------------------------------------------------------------
+    def pgvector_version(self) -> str | None:
+        """The installed pgvector extension's version in this database, or None."""
+        if self.dialect != "postgresql":
+            return None
+        with self.engine.connect() as conn:
+            return conn.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).scalar()
+
+    @property
+    def uses_pgvector(self) -> bool:
+        """Whether item vectors live in pgvector tables (decided once, after the migrations)."""
+        if self._pgvector is None:
+            if self.vector_mode == "bytes" or self.dialect != "postgresql":
+                self._pgvector = False
+            else:
+                with self.engine.connect() as conn:
+                    ok = conn.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'")).scalar()
+                    reg = conn.execute(text("SELECT to_regclass('pgvector_encoders')")).scalar()
+                self._pgvector = ok is not None and reg is not None
+        return self._pgvector
+
+    def require_pgvector(self) -> None:
+        """StoreError unless vectors live in pgvector tables (``index = "pgvector"`` needs them)."""
+        if self.dialect != "postgresql":
+            raise StoreError(f"pgvector needs a PostgreSQL store (db = postgresql://...), not {self.describe()}")
+        if self.vector_mode == "bytes":
+            raise StoreError("pgvector is switched off for this store (vectors = 'bytes')")
+        if not self.uses_pgvector:
+            raise StoreError(
+                f"the PostgreSQL store {self.describe()} has no pgvector extension: install pgvector on the "
+                "server (https://github.com/pgvector/pgvector) and let a role allowed to run "
+                "'CREATE EXTENSION vector' migrate the store once, or use an index other than 'pgvector'")
+
+    def _registered(self, conn: Connection) -> list[tuple[str, str, int]]:
+        """(encoder id, table, dim) of every encoder with a pgvector table (PostgreSQL only)."""
+        if conn.dialect.name != "postgresql" or conn.execute(text("SELECT to_regclass('pgvector_encoders')")
+                                                              ).scalar() is None:
+            return []
+        return [(e, t, int(d)) for e, t, d in conn.execute(
+            select(pgvector_encoders.c.encoder_id, pgvector_encoders.c.table_name, pgvector_encoders.c.dim))]
+
+    def vector_table(self, encoder_id: str, dim: int | None = None):
+        """The pgvector table of an encoder (None when it has none, has no bytes vectors to
+        move in, and ``dim`` is None); with ``dim``, created if missing (its HNSW index is
+        :meth:`ensure_hnsw_index`'s). The first use in a process also moves that encoder's
+        ``item_vectors`` rows into it. DDL runs here, once per encoder and process, in its own
+        transaction — never inside a write's transaction, never per request."""
+        table = self._vec_tables.get(encoder_id)
+        if table is not None:
+            if dim is not None and table.c.embedding.type.dim != int(dim):
+                raise StoreError(f"encoder {encoder_id!r} has {table.c.embedding.type.dim}-d vectors in the store, "
+                                 f"got {int(dim)}-d ones")
+            return table
+        with self.engine.begin() as conn:
+            # one creator at a time across processes (the key is the table name's hash)
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": vector_table_name(encoder_id)})
+            row = conn.execute(select(pgvector_encoders.c.table_name, pgvector_encoders.c.dim)
+                               .where(pgvector_encoders.c.encoder_id == encoder_id)).first()
+            if row is None:
+                if dim is None:  # no table yet: vectors kept as bytes (a store that had no pgvector)?
+                    one = conn.execute(select(func.length(item_vectors.c.vector))
+                                       .where(item_vectors.c.encoder_id == encoder_id).limit(1)).scalar()
+                    if one is None:
+                        return None
+                    dim = int(one) // 4
+                table = self._create_vector_table(conn, encoder_id, int(dim))
+            else:
+                table = vector_table(row[0], int(row[1]))
+            self._move_bytes_vectors(conn, encoder_id, table)
+        if dim is not None and table.c.embedding.type.dim != int(dim):
+            raise StoreError(f"encoder {encoder_id!r} has {table.c.embedding.type.dim}-d vectors in the store, "
+                             f"got {int(dim)}-d ones")
+        self._vec_tables[encoder_id] = table
+        return table
+
+    def _create_vector_table(self, conn: Connection, encoder_id: str, dim: int):
+        name = vector_table_name(encoder_id)
+        table = vector_table(name, dim)
+        table.create(conn, checkfirst=True)
+        conn.execute(pgvector_encoders.insert().values(encoder_id=encoder_id, table_name=name, dim=dim,
+                                                       created_at=time.time()))
+        return table
+
+    def hnsw_index_name(self, encoder_id: str) -> str:
+        return vector_table_name(encoder_id) + "_hnsw"
+
+    def ensure_hnsw_index(self, encoder_id: str) -> str:
+        """Create the HNSW index (inner product, ``vector_ip_ops``) of an encoder's table if it
+        has none, with this store's ``hnsw_m`` / ``hnsw_ef_construction``; returns its name.
+
+        Called at start-up by :class:`~.pgvector_index.PgVectorIndex`, not by writes: a store
+        that only keeps vectors pays no graph upkeep, and a bulk load is fastest with the
+        index built once afterwards. Building blocks writes to that table meanwhile (for
+        1M×384 vectors, minutes; raise ``maintenance_work_mem`` so the graph fits in memory)."""
+        table = self.vector_table(encoder_id)
+        if table is None:
+            raise StoreError(f"encoder {encoder_id!r} has no vector table yet")
+        name, dim = table.name, table.c.embedding.type.dim
+        index = self.hnsw_index_name(encoder_id)
+        m, efc = self.hnsw_m, self.hnsw_ef_construction
+        with self.engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
+            if conn.execute(text("SELECT 1 FROM pg_indexes WHERE tablename = :t AND indexname = :i"),
+                            {"t": name, "i": index}).first() is not None:
+                return index
+            if dim > PGVECTOR_MAX_INDEXED_DIM:
+                raise StoreError(f"pgvector's HNSW index holds at most {PGVECTOR_MAX_INDEXED_DIM} dimensions; "
+                                 f"encoder {encoder_id!r} has {dim}")
+            if not 2 <= m <= 100:
+                raise StoreError(f"hnsw_m must be in 2..100 for pgvector, got {m}")
+            if efc < 2 * m or efc > 1000:
+                raise StoreError(f"hnsw_ef_construction must be in 2 * hnsw_m..1000 for pgvector, "
+                                 f"got {efc} with hnsw_m = {m}")
+            # identifiers are fixed hex names and the settings checked integers: nothing user-typed
+            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {index} ON {name} USING hnsw "
+                              f"(embedding vector_ip_ops) WITH (m = {m:d}, ef_construction = {efc:d})"))
+            conn.execute(update(pgvector_encoders).where(pgvector_encoders.c.encoder_id == encoder_id)
+                         .values(hnsw_m=m, hnsw_ef_construction=efc))
+            conn.execute(text(f"ANALYZE {name}"))  # the planner learns the table's size now, not later
+        return index
+
+    @staticmethod
+    def _move_bytes_vectors(conn: Connection, encoder_id: str, table) -> None:
+        rows = conn.execute(select(item_vectors.c.item_id, item_vectors.c.vector)
+                            .where(item_vectors.c.encoder_id == encoder_id)).all()
+        if not rows:
+            return
+        dim = table.c.embedding.type.dim
+        good = [{"item_id": i, "embedding": np.frombuffer(v, np.float32)} for i, v in rows if len(v) == 4 * dim]
+        for chunk in _chunks(good, 1000):
+            _upsert(conn, table, chunk, ["item_id"], ["embedding"])
+        conn.execute(item_vectors.delete().where(item_vectors.c.encoder_id == encoder_id))
+
+    def _prepare_vectors(self, encoder_id: str, vectors: np.ndarray) -> None:
+        """Before a write transaction: the encoder's table exists (its DDL, once, commits on its own)."""
+        if self.uses_pgvector:
+            vec = np.asarray(vectors)
+            if vec.ndim != 2:
+                raise StoreError(f"vectors must be a 2-d array, got shape {vec.shape}")
+            self.vector_table(encoder_id, vec.shape[1])
+
+    def _write_vectors(self, conn: Connection, encoder_id: str, item_ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Upsert vectors inside the caller's transaction (pgvector table or item_vectors)."""
+        vec = np.ascontiguousarray(vectors, np.float32)
+        if len(vec) != len(item_ids):
+            raise StoreError(f"{len(item_ids)} items but {len(vec)} vectors")
+        if self.uses_pgvector:
+            table = self.vector_table(encoder_id, vec.shape[1])
+            rows = [{"item_id": i, "embedding": vec[k]} for k, i in enumerate(item_ids)]
+            for chunk in _chunks(rows, 1000):
+                _upsert(conn, table, chunk, ["item_id"], ["embedding"])
+            return
+        rows = [{"encoder_id": encoder_id, "item_id": i, "vector": vec[k].tobytes()} for k, i in enumerate(item_ids)]
+        for chunk in _chunks(rows, 1000):
+            _upsert(conn, item_vectors, chunk, ["encoder_id", "item_id"], ["vector"])
+
+    def _drop_vectors(self, conn: Connection, item_ids: Sequence[str], keep_encoder: str | None = None) -> None:
+        """Delete these items' vectors of every encoder but ``keep_encoder``, in both homes."""
+        keep_bytes = keep_encoder if not self.uses_pgvector else None
+        tables = [vector_table(t, d) for e, t, d in self._registered(conn) if e != keep_encoder]
+        for chunk in _chunks(list(item_ids)):
+            cond = [item_vectors.c.item_id.in_(chunk)]
+            if keep_bytes is not None:
+                cond.append(item_vectors.c.encoder_id != keep_bytes)
+            conn.execute(item_vectors.delete().where(*cond))
+            for t in tables:
+                conn.execute(t.delete().where(t.c.item_id.in_(chunk)))
 
     def connection_error(self) -> str | None:
         """None when the database answers a query, else why not (for readiness and preflight)."""
@@ -150,6 +353,7 @@ class Store:
         """
         now = time.time()
         ids = [r["item_id"] for r in rows]
+        self._prepare_vectors(encoder_id, vectors)
         with self.engine.begin() as conn:
             existing = {}
             for chunk in _chunks(ids):
@@ -166,13 +370,8 @@ class Store:
                                 "created_at": created_at, "updated_at": now, "seq": seq, "deleted": False})
                 out.append({"item_id": r["item_id"], "seq": seq, "created_at": created_at, "created": created})
             _upsert(conn, items, db_rows, ["item_id"], ["text", "fields", "created_at", "updated_at", "seq", "deleted"])
-            for chunk in _chunks(ids):
-                conn.execute(item_vectors.delete().where(item_vectors.c.item_id.in_(chunk),
-                                                         item_vectors.c.encoder_id != encoder_id))
-            vec = np.ascontiguousarray(vectors, np.float32)
-            _upsert(conn, item_vectors,
-                    [{"encoder_id": encoder_id, "item_id": i, "vector": vec[k].tobytes()} for k, i in enumerate(ids)],
-                    ["encoder_id", "item_id"], ["vector"])
+            self._drop_vectors(conn, ids, keep_encoder=encoder_id)
+            self._write_vectors(conn, encoder_id, ids, vectors)
         return out
 
     def delete_item(self, item_id: str) -> int | None:
@@ -186,7 +385,7 @@ class Store:
             seq = self._next_seq(conn, 1)
             conn.execute(update(items).where(items.c.item_id == item_id)
                          .values(deleted=True, seq=seq, updated_at=time.time()))
-            conn.execute(item_vectors.delete().where(item_vectors.c.item_id == item_id))
+            self._drop_vectors(conn, [item_id])
         return seq
 
     def live_items(self) -> list[tuple[str, dict, float, int]]:
@@ -222,6 +421,8 @@ class Store:
 
     def vectors(self, encoder_id: str, item_ids: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """Stored vectors of one encoder: all of them, or those of ``item_ids``."""
+        if self.uses_pgvector:
+            return self._pg_vectors(encoder_id, item_ids)
         query = select(item_vectors.c.item_id, item_vectors.c.vector).where(item_vectors.c.encoder_id == encoder_id)
         with self.engine.connect() as conn:
             if item_ids is None:
@@ -232,13 +433,29 @@ class Store:
                             for i, v in conn.execute(query.where(item_vectors.c.item_id.in_(chunk)))})
             return out
 
+    def _pg_vectors(self, encoder_id: str, item_ids: Sequence[str] | None) -> dict[str, np.ndarray]:
+        """From the encoder's pgvector table, read in pgvector's binary form (``vector_send``:
+        int16 dim, int16 unused, big-endian float32s) — no text parsing."""
+        table = self.vector_table(encoder_id)
+        if table is None:
+            return {}
+        query = select(table.c.item_id, func.vector_send(table.c.embedding, type_=LargeBinary))
+
+        def decode(rows):
+            return {i: np.frombuffer(b, ">f4", offset=4).astype(np.float32) for i, b in rows}
+
+        with self.engine.connect() as conn:
+            if item_ids is None:
+                return decode(conn.execute(query))
+            out: dict[str, np.ndarray] = {}
+            for chunk in _chunks(list(item_ids)):
+                out.update(decode(conn.execute(query.where(table.c.item_id.in_(chunk)))))
+            return out
+
     def put_vectors(self, encoder_id: str, item_ids: Sequence[str], vectors: np.ndarray) -> None:
-        vec = np.ascontiguousarray(vectors, np.float32)
+        self._prepare_vectors(encoder_id, vectors)
         with self.engine.begin() as conn:
-            for lo in range(0, len(item_ids), 1000):
-                _upsert(conn, item_vectors, [{"encoder_id": encoder_id, "item_id": i, "vector": vec[lo + k].tobytes()}
-                                             for k, i in enumerate(item_ids[lo:lo + 1000])],
-                        ["encoder_id", "item_id"], ["vector"])
+            self._write_vectors(conn, encoder_id, list(item_ids), vectors)
 
     # -- events and profiles -----------------------------------------------------------
     def add_events(self, rows: list[dict], profiles: list[dict], running: Sequence = ()) -> int:

