@@ -11,8 +11,10 @@ import time
 
 import numpy as np
 import pytest
-from _service import READ_KEY, WRITE_KEY, HashEncoder, write_keys
+from _service import HashEncoder, write_keys
 from fastapi.testclient import TestClient
+from test_service import CATALOGUE as BASE_CATALOGUE
+from test_service import R, W
 
 from leanrec.service import ServiceConfig, create_app
 from leanrec.service.core import Conflict, InputError, NotFound, RecService
@@ -29,19 +31,7 @@ from leanrec.service.experiments import (
     unit_hash,
 )
 
-W = {"Authorization": f"Bearer {WRITE_KEY}"}
-R = {"Authorization": f"Bearer {READ_KEY}"}
-
-CATALOGUE = {
-    "heat": "Heat crime thriller heist Los Angeles",
-    "casino": "Casino crime drama Las Vegas mob",
-    "goodfellas": "Goodfellas crime drama mob New York",
-    "toy": "Toy Story animation children comedy toys",
-    "nemo": "Finding Nemo animation children ocean fish",
-    "alien": "Alien science fiction horror space",
-    "solaris": "Solaris science fiction space drama",
-    "notting": "Notting Hill romantic comedy London",
-}
+CATALOGUE = {**BASE_CATALOGUE, "notting": "Notting Hill romantic comedy London"}
 
 
 # -- statistics and interleaving (pure) ------------------------------------------------------
@@ -482,7 +472,8 @@ def test_core_flow_on_postgres(tmp_path):
 
 def replay(svc: RecService, held_out: list[tuple[str, list[str]]], strong: str, weak: str, k: int = 10) -> dict:
     """The library's replay (``leanrec.service.replay``) over the four strong/weak experiments."""
-    from leanrec.service.replay import replay as run, strong_weak_experiments
+    from leanrec.service.replay import replay as run
+    from leanrec.service.replay import strong_weak_experiments
 
     return run(svc, held_out, strong_weak_experiments(svc, strong, weak), k)
 

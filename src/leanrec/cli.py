@@ -214,6 +214,8 @@ def recommend(
         raise typer.Exit(2)
     with console.status(f"fitting {model} {chosen} on {len(ds.events)} events"):
         fitted = estimator.set_params(**chosen).fit(ds)
+    from .explain import plain_id
+
     recs = fitted.recommend(user_id, k=k)
     reasons = None
     if explain:
@@ -224,7 +226,8 @@ def recommend(
     if as_json:
         rows = [{"rank": n, "item_id": r.item_id, "score": r.score, "probability": r.proba}
                 | ({"explanation": reasons[n - 1].to_dict()} if reasons else {}) for n, r in enumerate(recs, 1)]
-        print(json.dumps({"user_id": _plain(user_id), "model": model, "params": chosen, "items": rows}, default=_plain))
+        print(json.dumps({"user_id": plain_id(user_id), "model": model, "params": chosen, "items": rows},
+                         default=plain_id))
         return
     texts = dict(zip(ds.items.ids.tolist(), ds.items.texts))
     table = Table(title=f"user {user_id} — {model} {json.dumps(chosen)} (seen items excluded)")
@@ -236,10 +239,6 @@ def recommend(
     console.print("P(i|u) = softmax over every item the user has not seen of the model's scores.")
     if reasons:
         _print_reasons(reasons)
-
-
-def _plain(value):
-    return value.item() if hasattr(value, "item") else value
 
 
 def _print_reasons(reasons) -> None:

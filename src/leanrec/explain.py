@@ -79,13 +79,14 @@ class Explanation:
     def to_dict(self) -> dict:
         out = asdict(self)
         for key in ("user_id", "item_id"):
-            out[key] = _plain(out[key])
+            out[key] = plain_id(out[key])
         for c in out["contributions"]:
-            c["item_id"] = _plain(c["item_id"])
+            c["item_id"] = plain_id(c["item_id"])
         return out
 
 
-def _plain(value):
+def plain_id(value):
+    """A numpy scalar id as the plain Python value JSON can hold."""
     return value.item() if hasattr(value, "item") else value
 
 
@@ -241,7 +242,8 @@ def explain_items(model, user_id, item_ids, *, top: int = 3, limit: int = 10, ve
         order = np.argsort(-col, kind="stable")
         positive = float(col[col > 0].sum())
         shown = order[:limit]
-        contributions = [Contribution(_plain(facts.ids[d.history[j]]), facts.titles[d.history[j]], float(col[j]),
+        contributions = [Contribution(plain_id(facts.ids[d.history[j]]), facts.titles[d.history[j]],
+                                      float(col[j]),
                                       float(col[j] / positive) if positive > 0 and col[j] > 0 else 0.0)
                          for j in shown]
         lead = leaders(col, order, top)
@@ -252,7 +254,7 @@ def explain_items(model, user_id, item_ids, *, top: int = 3, limit: int = 10, ve
         exact = unexplained == 0.0
         text = sentence(verb, [facts.titles[j] for j in named], shared, words, exact=exact, method=d.method,
                         base_only=len(d.history) == 0 and exact, base=float(d.base[k]), partial=not exact)
-        out.append(Explanation(_plain(user_id), _plain(item_id), facts.titles[p], float(scores[k]), exact, d.method,
+        out.append(Explanation(plain_id(user_id), plain_id(item_id), facts.titles[p], float(scores[k]), exact, d.method,
                                text, contributions, float(col[order[limit:]].sum()), float(d.base[k]),
                                unexplained, shared, words, d.note if not exact else ""))
     return out

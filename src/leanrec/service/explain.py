@@ -83,10 +83,6 @@ def content_weights(history: list[tuple[str, float]], cat, half_life) -> tuple[l
     return ids, a
 
 
-def _add(split: _Split, ids: list[str], rows: np.ndarray) -> None:
-    split.add(ids, rows)
-
-
 def _sequence_terms(svc, st, cat, live, positions):
     """A mean/attention sequence model's split: (history ids, rows a_t⟨v_t, E_i⟩ at ``positions``,
     the rows' means over the live items, bias⟨b, E_i⟩ at positions, its mean) — None for SASRec."""
@@ -127,7 +123,7 @@ def _zsplit(split, ids, rows_at_pos, rows_mean, full, ref, coef) -> None:
     """Add coef · z's split: (row − its mean over ``ref``) / σ(full over ref)."""
     sd = full[ref].std() if len(ref) else 0.0
     scale = coef / (sd if sd > 0 else 1.0)
-    _add(split, ids, (rows_at_pos - rows_mean[:, None]) * scale[None, :])
+    split.add(ids, (rows_at_pos - rows_mean[:, None]) * scale[None, :])
 
 
 def split_scores(svc, st, cat, scoring, positions: np.ndarray, history) -> _Split:
@@ -138,7 +134,7 @@ def split_scores(svc, st, cat, scoring, positions: np.ndarray, history) -> _Spli
     folder = scoring.folder
     split = _Split(list(dict.fromkeys(ids + [i for i in seen if i in scoring.item_index])), len(positions))
     if kind == "content":
-        _add(split, ids, _content_terms(cat, ids, a, positions))
+        split.add(ids, _content_terms(cat, ids, a, positions))
         return split
     if kind == "popular":
         split.base += cat.counts[positions]
@@ -155,7 +151,7 @@ def split_scores(svc, st, cat, scoring, positions: np.ndarray, history) -> _Spli
         return split
     if kind == "ease":
         known, rows = _ease_rows(scoring, cat, seen, folder.ease_B)
-        _add(split, known, rows[:, positions])
+        split.add(known, rows[:, positions])
         return split
     # the hybrids: z-score fusion over the live catalogue, as core._full_scores serves it
     alive = np.flatnonzero(cat.alive)
