@@ -64,16 +64,24 @@ class PostgresServer:
         atexit.unregister(self.stop)
 
 
-def start_postgres(base_dir: Path) -> PostgresServer:
+def start_postgres(base_dir: Path, *, settings: dict[str, str] | None = None,
+                   data_dir: Path | None = None) -> PostgresServer:
     """Start a fresh server with its data under `base_dir` and an empty database `leanrec_test`,
     or wrap $LEANREC_TEST_POSTGRES_URL (unreachable: psycopg's error, it is misconfigured).
-    RuntimeError: no binaries, driver or usable OS user (callers skip). ~1 s, mostly initdb."""
+    RuntimeError: no binaries, driver or usable OS user (callers skip). ~1 s, mostly initdb.
+    `settings` add to or override SETTINGS (benchmarks: shared_buffers, maintenance_work_mem);
+    `data_dir`: a folder kept across runs (a benchmark's loaded database), initialised once."""
     if url := os.environ.get(ENV_URL):
         return PostgresServer(url, _pgvector_works(url))
     bindir = _bindir()
     base_dir = Path(base_dir).resolve()
     base_dir.mkdir(parents=True, exist_ok=True)
-    data = Path(tempfile.mkdtemp(prefix="pgdata-", dir=base_dir))
+    reuse = data_dir is not None and (Path(data_dir) / "PG_VERSION").exists()
+    if data_dir is not None:
+        data = Path(data_dir).resolve()
+        data.mkdir(parents=True, exist_ok=True)
+    else:
+        data = Path(tempfile.mkdtemp(prefix="pgdata-", dir=base_dir))
     sock = Path(tempfile.mkdtemp(prefix="leanrec-pg-"))  # short: AF_UNIX paths max 107 bytes
     server = PostgresServer("", cleanup=[sock])
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")} | {"LC_ALL": "C"}
@@ -86,17 +94,18 @@ def start_postgres(base_dir: Path) -> PostgresServer:
                 os.chown(path, uid, gid)
             _let_traverse(bindir)
             run_as = {"user": uid, "group": gid, "extra_groups": []}
-        init = subprocess.run([bindir / "initdb", "-D", data, "-U", SUPERUSER, "-A", "trust",
-                               "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions"],
-                              env=env, capture_output=True, text=True, check=False, **run_as)
-        if init.returncode:
-            raise PostgresStartError(f"initdb failed:\n{init.stdout}{init.stderr}")
+        if not reuse:
+            init = subprocess.run([bindir / "initdb", "-D", data, "-U", SUPERUSER, "-A", "trust",
+                                   "-E", "UTF8", "--no-locale", "--no-sync", "--no-instructions"],
+                                  env=env, capture_output=True, text=True, check=False, **run_as)
+            if init.returncode:
+                raise PostgresStartError(f"initdb failed:\n{init.stdout}{init.stderr}")
         log_path = data.with_suffix(".log")
         with open(log_path, "ab") as log:  # postgres keeps its own copy of the descriptor
             for _attempt in range(5):  # the free port may be taken before postgres binds it
                 port = _free_port()
                 args = [bindir / "postgres", "-D", data, "-p", str(port), "-k", sock]
-                args += [a for key, value in SETTINGS.items() for a in ("-c", f"{key}={value}")]
+                args += [a for key, value in (SETTINGS | (settings or {})).items() for a in ("-c", f"{key}={value}")]
                 server._proc = proc = subprocess.Popen(
                     args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                     env=env, preexec_fn=_die_with_parent, **run_as)  # noqa: PLW1509 (only prctl)
@@ -111,7 +120,8 @@ def start_postgres(base_dir: Path) -> PostgresServer:
 
         with psycopg.connect(host="127.0.0.1", port=port, user=SUPERUSER, dbname="postgres",
                              autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {DBNAME}")
+            if not reuse:
+                conn.execute(f"CREATE DATABASE {DBNAME}")
         server.url = f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{port}/{DBNAME}"
         server.pid, server.has_pgvector = proc.pid, _pgvector_works(server.url)
         return server

@@ -121,3 +121,38 @@ def index_shards(
     run = manifest["last_run"]
     console.print(f"{len(manifest['shards'])} {index} shards in {out}: {len(run['built'])} built, "
                   f"{len(run['skipped'])} already done, {run['wall_s']:.1f} s")
+
+
+@app.command("plan-job")
+def plan_job(
+    out: Path = typer.Argument(..., help="Output folder of a finished `leanrec encode` or `recommend-all` run "
+                                         "(its manifest.json holds the per-task measurements)."),
+    items: str = typer.Option(..., help="Target catalogue size, e.g. 1M."),
+    users: Optional[str] = typer.Option(None, help="Target users (recommend-all; default: the profiled run's)."),
+    start_s: float = typer.Option(0.0, help="Seconds the cluster takes to start (not in the manifest)."),
+) -> None:
+    """Predict a batch job's wall time and peak memory per worker at a target size from a smaller run.
+
+    Same workers, threads and partition sizes as the profiled run; the laws are
+    leanrec.cost.jobs's (partition rounds, per-worker load, scan ∝ items)."""
+    import json
+
+    from .cost.jobs import job_profile, predict_job
+    from .cost.plan import parse_count
+    from .scale.common import read_manifest
+
+    manifest = read_manifest(out)
+    if manifest is None:
+        raise typer.BadParameter(f"{out} holds no manifest.json of a leanrec.scale job", param_hint="OUT")
+    try:
+        prof = job_profile(manifest, start_s=start_s)
+        pred = predict_job(prof, parse_count(items), parse_count(users) if users else None)
+    except (ValueError, KeyError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    who = f" and {pred['n_users']:,} users" if "n_users" in pred else ""
+    console.print(f"{pred['job']} at {pred['n_items']:,} items{who} on {pred['workers']} worker(s), from the run at "
+                  f"{prof['n_items']:,} items ({prof['wall_s']:.1f} s, {prof['peak_rss_mb']:,.0f} MB peak per worker):")
+    console.print(f"  wall time  {pred['wall_s']:,.1f} s   ({pred['laws']['wall_s']})", soft_wrap=True)
+    console.print(f"  peak RSS   {pred['peak_rss_mb_per_worker']:,.0f} MB per worker   "
+                  f"({pred['laws']['peak_rss_mb']})", soft_wrap=True)
+    console.print_json(json.dumps({"profile": prof, "prediction": pred}))

@@ -188,6 +188,50 @@ def store_import(
                   f"{skipped}")
 
 
+@store_app.command("load")
+def store_load(
+    items: Path = typer.Argument(..., help="Items: a Parquet file or folder (item_id, title, other columns "
+                                           "become fields), e.g. `leanrec data synth`'s items/."),
+    vectors: Path = typer.Argument(..., help="The finished `leanrec encode ITEMS VECTORS` output of these items."),
+    events: Path | None = typer.Option(None, help="Events to append: Parquet (user_id, item_id, timestamp "
+                                                  "[, kind, value])."),
+    config: Path | None = typer.Option(None, help="Service config (TOML, [service] table)."),
+    db: str | None = typer.Option(None, help="Database URL (default sqlite:///leanrec.db)."),
+) -> None:
+    """Bulk-load an offline-encoded catalogue (and events) in one transaction: COPY on PostgreSQL.
+
+    Serve it with the encoder it was encoded with (`leanrec encode --backend/--precision`
+    and the service's encoder_backend / encoder_precision must agree), or the service
+    encodes the items again for its own encoder at start-up."""
+    from .service.bulk_load import BulkLoadError, load_catalogue
+    from .service.store import Store, StoreError
+
+    cfg = _config(config, db=db)
+    store = Store(cfg.db)
+    problem = store.connection_error()
+    if problem:
+        raise typer.BadParameter(f"cannot reach {store.describe()}: {problem}", param_hint="--db")
+    with _progress() as progress:
+        tasks: dict[str, int] = {}
+
+        def on(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = progress.add_task(what, total=total)
+            progress.update(tasks[what], completed=done)
+
+        try:
+            out = load_catalogue(store, items, vectors, events_path=events, progress=on)
+        except (BulkLoadError, FileNotFoundError, StoreError, ValueError) as exc:
+            console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+            raise typer.Exit(2) from None
+        finally:
+            store.close()
+    rebuilt = "; its HNSW index was dropped, the service rebuilds it at start-up" if out["hnsw_index_dropped"] else ""
+    console.print(f"{out['items']:,} items ({out['created']:,} new, {out['replaced']:,} replaced), {out['dim']}-d "
+                  f"vectors of {out['encoder_id']} and {out['events']:,} events in {out['store']} by "
+                  f"{out['method']} in {out['seconds']['total']:.1f} s{rebuilt}", soft_wrap=True)
+
+
 @app.command()
 def serve(
     config: Path | None = typer.Option(None, help="Service config (TOML, [service] table); flags override it."),

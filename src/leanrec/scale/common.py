@@ -52,6 +52,28 @@ class PartitionFailedError(RuntimeError):
     """A partition still failed after its retries."""
 
 
+def process_stats() -> dict[str, Any]:
+    """This process's pid and resident memory now and at its peak (MB), reported by every
+    task so that ``leanrec.cost.jobs`` can fit memory per worker from a measured run."""
+    import resource
+
+    try:
+        with open("/proc/self/statm") as fh:
+            rss = int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        rss = float("nan")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = max(peak, rss) if rss == rss else peak  # the kernel's high-water mark can lag the current RSS
+    return {"pid": os.getpid(), "rss_mb": round(rss, 1), "peak_rss_mb": round(peak, 1)}
+
+
+def task_records(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The per-task measurements of a run's computed partitions (for the manifest's ``last_run``)."""
+    keep = ("index", "rows", "users", "events", "seconds", "timings", "pid", "rss_mb", "peak_rss_mb",
+            "rss_after_load_mb", "items_mb")
+    return [{k: r[k] for k in keep if k in r} for r in results if not r.get("skipped")]
+
+
 def config_hash(config: dict[str, Any]) -> str:
     """A short stable hash of a JSON-able configuration."""
     blob = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str).encode()

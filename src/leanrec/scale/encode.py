@@ -38,8 +38,10 @@ from .common import (
     config_hash,
     npy_matches,
     prepare_out_dir,
+    process_stats,
     read_manifest,
     run_partitions,
+    task_records,
     write_manifest,
 )
 
@@ -228,16 +230,23 @@ def encode_partition(part: dict[str, Any], out_dir: str, spec: EncoderSpec, dim:
     except InputError as exc:
         return {"error": str(exc)}
     ids = df["item_id"].to_numpy().astype(np.int64)
+    t_read = time.perf_counter()
     encoder = worker_encoder(spec)
+    t_load = time.perf_counter()
+    after_load = process_stats()["rss_mb"]
     with thread_budget(spec.threads):
         vectors = encoder.encode(texts, batch_size=batch_size) if batch_size else encoder.encode(texts)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.shape != (len(texts), dim):
         raise RuntimeError(f"encoder returned shape {vectors.shape} for {len(texts)} texts, expected dim {dim}")
     vec_path, ids_path = _part_paths(out, part["index"])
+    t_enc = time.perf_counter()
     atomic_save_npy(ids_path, ids)
     atomic_save_npy(vec_path, vectors)  # last: its presence marks the partition done
-    return {"index": part["index"], "rows": len(ids), "skipped": False, "seconds": time.perf_counter() - t0}
+    t_end = time.perf_counter()
+    return {"index": part["index"], "rows": len(ids), "skipped": False, "seconds": t_end - t0,
+            "timings": {"read_s": t_read - t0, "load_s": t_load - t_read, "encode_s": t_enc - t_load,
+                        "write_s": t_end - t_enc}, "rss_after_load_mb": after_load, **process_stats()}
 
 
 def compress_partition(part: dict[str, Any], out_dir: str, codec_dir: str, codec) -> dict[str, Any]:
@@ -306,7 +315,8 @@ def encode_catalogue(items_path: str | os.PathLike, out_dir: str | os.PathLike, 
     manifest["complete"] = True
     manifest["last_run"] = {"encoded": encoded, "skipped": skipped, "wall_s": round(time.perf_counter() - t0, 3),
                             "distributed": client is not None,
-                            "encode_s": round(sum(r.get("seconds", 0.0) for r in results), 3)}
+                            "encode_s": round(sum(r.get("seconds", 0.0) for r in results), 3),
+                            "tasks": task_records(results)}
     write_manifest(out, manifest)
     return manifest
 

@@ -34,8 +34,10 @@ from .common import (
     ProgressFn,
     config_hash,
     prepare_out_dir,
+    process_stats,
     read_manifest,
     run_partitions,
+    task_records,
     write_manifest,
 )
 
@@ -48,6 +50,7 @@ _META_KEY = b"leanrec_config_hash"
 _ITEMS: dict[tuple, tuple] = {}
 _ITEMS_LOCK = threading.Lock()
 LOAD_COUNTS: dict[str, int] = {}
+LOAD_MB: dict[tuple, float] = {}  # resident memory the item load added, per key (for the planner)
 
 
 def _items(vectors_dir: str, vectors_hash: str, index_spec: str, threads: int):
@@ -63,12 +66,17 @@ def _items(vectors_dir: str, vectors_hash: str, index_spec: str, threads: int):
 
             from .encode import load_vectors
 
+            _ITEMS.clear()  # one catalogue per worker: at 1M x 256 dims it is ~1 GiB, plus the index
+            before = process_stats()["rss_mb"]
             ids, vectors = load_vectors(vectors_dir)
             with thread_budget(threads):
                 index = make_index(index_spec).build(vectors)
+            own = getattr(index, "data_", None)
+            if isinstance(own, np.ndarray) and own.dtype == vectors.dtype and own.shape == vectors.shape:
+                vectors = own  # the exact index keeps an equal float32 copy: one matrix per worker, not two
             hit = (ids, vectors, pd.Index(ids), index)
-            _ITEMS.clear()  # one catalogue per worker: at 1M x 256 dims it is ~1 GiB, plus the index
             _ITEMS[key] = hit
+            LOAD_MB[key] = process_stats()["rss_mb"] - before
             LOAD_COUNTS[repr(key)] = LOAD_COUNTS.get(repr(key), 0) + 1
         return hit
 
@@ -100,7 +108,11 @@ def recommend_partition(part: dict[str, Any], vectors_dir: str, vectors_hash: st
     dest = Path(out_dir) / f"part-{part['index']:05d}.parquet"
     if _valid_output(dest, chash):
         return {"index": part["index"], "skipped": True, "users": part["users"], "seconds": 0.0}
+    loads = sum(LOAD_COUNTS.values())
     ids, vectors, id_index, index = _items(vectors_dir, vectors_hash, index_spec, threads)
+    t_load = time.perf_counter()
+    after_load = process_stats()["rss_mb"]
+    loaded = sum(LOAD_COUNTS.values()) > loads  # this task loaded the items (first on its worker)
     ev = pd.read_parquet(events_path, columns=list(EVENT_COLUMNS),
                          filters=[("user_id", ">=", part["lo"]), ("user_id", "<=", part["hi"])])
     if ev["timestamp"].isna().any():
@@ -113,6 +125,7 @@ def recommend_partition(part: dict[str, Any], vectors_dir: str, vectors_hash: st
         bad, user = ev["item_id"].tolist()[first], ev["user_id"].tolist()[first]
         return {"error": f"{events_path}: item_id {bad!r} (user {user!r}) is not in "
                          f"the catalogue encoded in {vectors_dir}"}
+    t_read = time.perf_counter()
     users, starts = np.unique(ev["user_id"].to_numpy(), return_index=True)
     bounds = np.append(starts, len(ev))
     U = np.zeros((len(users), vectors.shape[1]), np.float32)
@@ -122,9 +135,11 @@ def recommend_partition(part: dict[str, Any], vectors_dir: str, vectors_hash: st
         w = decay_weights(len(seq), half_life)
         U[u] = (w @ vectors[seq]) / w.sum()  # as ContentRecommender.user_vectors
         seen.append(np.unique(seq))
+    t_prof = time.perf_counter()
     with thread_budget(threads):
         top, scores = index.search(U, k, exclude=seen) if len(users) else (np.zeros((0, k), np.int64),
                                                                             np.zeros((0, k), np.float32))
+    t_search = time.perf_counter()
     ok = top >= 0
     table = pa.table({
         "user_id": np.repeat(users, k).reshape(-1, k)[ok].astype(np.int64),
@@ -138,8 +153,13 @@ def recommend_partition(part: dict[str, Any], vectors_dir: str, vectors_hash: st
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
+    t_end = time.perf_counter()
     return {"index": part["index"], "skipped": False, "users": int(len(users)), "rows": table.num_rows,
-            "seconds": time.perf_counter() - t0}
+            "events": int(len(ev)), "seconds": t_end - t0,
+            "timings": {"load_s": t_load - t0, "read_s": t_read - t_load, "profile_s": t_prof - t_read,
+                        "search_s": t_search - t_prof, "write_s": t_end - t_search},
+            "rss_after_load_mb": after_load, **process_stats(),
+            **({"items_mb": LOAD_MB[(vectors_dir, vectors_hash, index_spec, threads)]} if loaded else {})}
 
 
 def _user_partitions(events_path: Path, partition_users: int) -> list[dict[str, Any]]:
@@ -203,7 +223,7 @@ def recommend_all(vectors_dir: str | os.PathLike, events_path: str | os.PathLike
     out = Path(out_dir).expanduser()
     prepare_out_dir(out, KIND, chash)
     manifest = {"kind": KIND, "config_hash": chash, "config": config, "complete": False,
-                "users": sum(p["users"] for p in parts),
+                "users": sum(p["users"] for p in parts), "n_items": int(vman["rows"]),
                 "partitions": [{**{key: p[key] for key in ("index", "lo", "hi", "users")},
                                 "file": f"part-{p['index']:05d}.parquet"} for p in parts]}
     write_manifest(out, manifest)
@@ -215,7 +235,8 @@ def recommend_all(vectors_dir: str | os.PathLike, events_path: str | os.PathLike
     manifest["complete"] = True
     manifest["last_run"] = {"computed": computed,
                             "skipped": sorted(set(p["index"] for p in parts) - set(computed)),
-                            "wall_s": round(time.perf_counter() - t0, 3), "distributed": client is not None}
+                            "wall_s": round(time.perf_counter() - t0, 3), "distributed": client is not None,
+                            "tasks": task_records(results)}
     write_manifest(out, manifest)
     return manifest
 

@@ -351,28 +351,43 @@ class Store:
         ``item_id``, ``seq``, ``created_at`` and whether it was ``created``. Vectors of other
         encoders for these items are dropped (their text may have changed).
         """
-        now = time.time()
-        ids = [r["item_id"] for r in rows]
         self._prepare_vectors(encoder_id, vectors)
         with self.engine.begin() as conn:
-            existing = {}
-            for chunk in _chunks(ids):
-                existing.update({i: (c, d) for i, c, d in conn.execute(
-                    select(items.c.item_id, items.c.created_at, items.c.deleted).where(items.c.item_id.in_(chunk)))})
             last = self._next_seq(conn, len(rows))
-            out, db_rows = [], []
-            for k, r in enumerate(rows):
-                seq = last - len(rows) + 1 + k
-                prev = existing.get(r["item_id"])
-                created = prev is None or bool(prev[1])
-                created_at = now if created else float(prev[0])
-                db_rows.append({"item_id": r["item_id"], "text": r["text"], "fields": json.dumps(r["fields"]),
-                                "created_at": created_at, "updated_at": now, "seq": seq, "deleted": False})
-                out.append({"item_id": r["item_id"], "seq": seq, "created_at": created_at, "created": created})
-            _upsert(conn, items, db_rows, ["item_id"], ["text", "fields", "created_at", "updated_at", "seq", "deleted"])
-            self._drop_vectors(conn, ids, keep_encoder=encoder_id)
-            self._write_vectors(conn, encoder_id, ids, vectors)
+            return self._upsert_items_in(conn, rows, vectors, encoder_id, time.time(), first_seq=last - len(rows) + 1)
+
+    def _upsert_items_in(self, conn: Connection, rows: list[dict], vectors: np.ndarray, encoder_id: str, now: float,
+                         *, first_seq: int, fields_json: bool = False) -> list[dict]:
+        """:meth:`upsert_items` inside the caller's transaction, with change numbers from
+        ``first_seq`` on (reserved by the caller); ``fields_json``: fields are JSON text already."""
+        ids = [r["item_id"] for r in rows]
+        existing = {}
+        for chunk in _chunks(ids):
+            existing.update({i: (c, d) for i, c, d in conn.execute(
+                select(items.c.item_id, items.c.created_at, items.c.deleted).where(items.c.item_id.in_(chunk)))})
+        out, db_rows = [], []
+        for k, r in enumerate(rows):
+            seq = first_seq + k
+            prev = existing.get(r["item_id"])
+            created = prev is None or bool(prev[1])
+            created_at = now if created else float(prev[0])
+            db_rows.append({"item_id": r["item_id"], "text": r["text"],
+                            "fields": r["fields"] if fields_json else json.dumps(r["fields"]),
+                            "created_at": created_at, "updated_at": now, "seq": seq, "deleted": False})
+            out.append({"item_id": r["item_id"], "seq": seq, "created_at": created_at, "created": created})
+        _upsert(conn, items, db_rows, ["item_id"], ["text", "fields", "created_at", "updated_at", "seq", "deleted"])
+        self._drop_vectors(conn, ids, keep_encoder=encoder_id)
+        self._write_vectors(conn, encoder_id, ids, vectors)
         return out
+
+    def live_ids(self, item_ids: Sequence[str]) -> list[str]:
+        """Those of ``item_ids`` that are live (not deleted) items of the store."""
+        found: list[str] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(item_ids)):
+                found += conn.execute(select(items.c.item_id).where(items.c.item_id.in_(chunk),
+                                                                    items.c.deleted.is_(False))).scalars().all()
+        return found
 
     def delete_item(self, item_id: str) -> int | None:
         """Soft-delete an item (its change number lets a persisted index catch up); returns
