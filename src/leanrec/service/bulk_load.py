@@ -8,7 +8,7 @@ the Parquet events, checks all of them before writing anything, and then writes
 
 * on PostgreSQL: with ``COPY`` — items and events as CSV, vectors in pgvector's binary wire
   form (``int16 dim, int16 0, big-endian float32s``) — into staging tables merged with
-  ``INSERT … ON CONFLICT``, or straight into an empty vector table;
+  ``INSERT … ON CONFLICT`` (the vectors with their filter terms from the items' fields);
 * on SQLite (or PostgreSQL without pgvector): batched inserts through the store's own
   upsert helpers;
 
@@ -300,23 +300,22 @@ def _load_postgres(store: Store, encoder_id, ids, texts, fields, vectors, ev, sa
         dropped = cur.fetchone() is not None and n >= HNSW_DROP_ROWS
         if dropped:
             cur.execute(f"DROP INDEX {index}")
-        cur.execute(f"SELECT NOT EXISTS (SELECT 1 FROM {vt})")
-        empty = bool(cur.fetchone()[0])
-        target = vt if empty else "leanrec_load_vectors"
-        if not empty:
-            cur.execute(f"CREATE TEMP TABLE leanrec_load_vectors (item_id text, embedding vector({dim:d})) "
-                        "ON COMMIT DROP")
+        cur.execute(f"CREATE TEMP TABLE leanrec_load_vectors (item_id text, embedding vector({dim:d})) "
+                    "ON COMMIT DROP")
         head = struct.pack(">hh", dim, 0)
         big = vectors.astype(">f4", copy=False)
-        with cur.copy(f"COPY {target} (item_id, embedding) FROM STDIN (FORMAT binary)") as cp:
+        with cur.copy("COPY leanrec_load_vectors (item_id, embedding) FROM STDIN (FORMAT binary)") as cp:
             cp.set_types(["text", "bytea"])  # bytea's binary form is the raw bytes: vector_recv parses them
             for k in range(n):
                 cp.write_row((ids[k], head + big[k].tobytes()))
                 if (k + 1) % COPY_CHUNK == 0 or k + 1 == n:
                     say("vectors", k + 1, n)
-        if not empty:
-            cur.execute(f"INSERT INTO {vt} (item_id, embedding) SELECT item_id, embedding FROM leanrec_load_vectors "
-                        "ON CONFLICT (item_id) DO UPDATE SET embedding = EXCLUDED.embedding")
+        # the filter terms come from the items just written (leanrec_filter_terms, migration 0004)
+        cur.execute(f"INSERT INTO {vt} (item_id, embedding, filter_terms) "
+                    "SELECT s.item_id, s.embedding, leanrec_filter_terms(i.fields) "
+                    "FROM leanrec_load_vectors AS s JOIN items AS i USING (item_id) "
+                    "ON CONFLICT (item_id) DO UPDATE SET embedding = EXCLUDED.embedding, "
+                    "filter_terms = EXCLUDED.filter_terms")
         seconds["vectors"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -13,13 +13,17 @@ filter, would get fewer than k. pgvector >= 0.8 resumes the graph walk until k r
 (``hnsw.iterative_scan``; ``relaxed_order`` lets results come back slightly out of order,
 which is why rows are re-sorted here), bounded by ``hnsw.max_scan_tuples``. On older
 pgvector the query over-fetches ``k + |excluded|`` instead. Filters are the service's field
-filters (``field:value``, case-insensitive, a list field matching any element), evaluated
-on the joined ``items.fields`` JSON; deleted items are skipped by the same join
-(``NOT items.deleted``) even though their vectors are removed on delete. When the walk
-still ends short of k (a filter so selective that the scan budget runs out), the query is
-repeated as an exact scan (``enable_indexscan = off``), so a short list always means that
-fewer than k items are allowed. (That scan reads the whole table: cheap at test sizes, a
-full-table cost at a million items.)
+filters (``field:value``, case-insensitive, a list field matching any element), tested as
+``filter_terms @> ARRAY['field:value', …]`` on the vector table itself (migration 0004: the
+terms are kept in step with ``items.fields`` on every write, GIN-indexed), so a row costs an
+array test rather than a JSON parse, and the planner can answer a selective filter from the
+GIN index instead of the graph. Deleted items are skipped by the join with ``items``
+(``NOT items.deleted``) even though their vectors are removed on delete. When the walk still
+ends short of k (a filter so selective that the scan budget runs out), the query is repeated
+as an exact one whose ``ORDER BY`` the HNSW index cannot serve (the distance ``+ 0``): with
+a filter the planner then reads the filter's rows through the GIN index and sorts them, so
+a short list always means that fewer than k items are allowed, and finding that out costs
+the size of the filter's answer. Without a filter that fall-back scans the table.
 
 Settings are transaction-local (``set_config(..., true)``) and sent with every query: no
 DDL and no session state on the hot path. ``ef_search`` is raised to k when k is larger
@@ -38,7 +42,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import Integer, String, all_, bindparam, select, text
+from sqlalchemy import Float, Integer, String, all_, bindparam, literal, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from .schema import items
@@ -47,10 +51,8 @@ from .store import Store, StoreError
 ITERATIVE_MODES = ("off", "relaxed_order", "strict_order")
 MAX_EF_SEARCH = 1000  # pgvector's limit
 
-# a field filter on the items' JSON: the field equals the value, or, for a list, holds it
-_FILTER_SQL = ("EXISTS (SELECT 1 FROM jsonb_array_elements_text(CASE jsonb_typeof(CAST(items.fields AS jsonb) -> :{n}) "
-               "WHEN 'array' THEN CAST(items.fields AS jsonb) -> :{n} "
-               "ELSE jsonb_build_array(CAST(items.fields AS jsonb) -> :{n}) END) AS f(v) WHERE lower(f.v) = :{v})")
+# the terms of a request's filters, lower-cased by the server as leanrec_filter_terms does
+_TERM_SQL = ":{n} || ':' || lower(:{v})"
 
 
 def _version_tuple(version: str | None) -> tuple[int, ...]:
@@ -94,27 +96,33 @@ class PgVectorIndex:
         self._dist = t.c.embedding.max_inner_product(bindparam("q", type_=t.c.embedding.type)).label("d")
         self._base = (select(t.c.item_id, self._dist).join(items, items.c.item_id == t.c.item_id)
                       .where(items.c.deleted.is_(False)))
+        self._exact_order = (self._dist + literal(0.0, Float)).label("d_exact")  # no index can serve it
         self._exclude = t.c.item_id != all_(bindparam("ex", type_=ARRAY(String)))
 
     # -- SQL -----------------------------------------------------------------------------
-    def _statement(self, n_excluded: int, filters: Sequence[tuple[str, str]]):
+    def _statement(self, n_excluded: int, filters: Sequence[tuple[str, str]], exact: bool = False):
         stmt = self._base
         if n_excluded:
             stmt = stmt.where(self._exclude)
-        for j, (name, value) in enumerate(filters):
-            stmt = stmt.where(text(_FILTER_SQL.format(n=f"fn{j}", v=f"fv{j}"))
-                              .bindparams(**{f"fn{j}": name, f"fv{j}": value.casefold()}))
-        return stmt.order_by(self._dist).limit(bindparam("k", type_=Integer))
+        if filters:
+            terms = ", ".join(_TERM_SQL.format(n=f"fn{j}", v=f"fv{j}") for j in range(len(filters)))
+            params = {key: val for j, (name, value) in enumerate(filters)
+                      for key, val in ((f"fn{j}", name), (f"fv{j}", value))}
+            stmt = stmt.where(text(f"{self.table.name}.filter_terms @> ARRAY[{terms}]").bindparams(**params))
+        return stmt.order_by(self._exact_order if exact else self._dist).limit(bindparam("k", type_=Integer))
 
     def _settings(self, conn, k: int, limit: int, exact: bool) -> None:
         """Every setting of this query in one round trip, local to its transaction."""
         ef = min(MAX_EF_SEARCH, max(self.ef_search, limit if not self.iterative else k))
-        pairs = [("hnsw.ef_search", str(ef))]
+        # a custom plan per query: the planner sees this query's filter terms (a rare term is
+        # answered from the GIN index, not the graph) and the seen-list as a constant array,
+        # which PostgreSQL >= 15 tests through a hash table rather than element by element
+        pairs = [("hnsw.ef_search", str(ef)), ("plan_cache_mode", "force_custom_plan")]
         if self.iterative:
             pairs += [("hnsw.iterative_scan", self.iterative_scan), ("hnsw.max_scan_tuples", str(self.max_scan_tuples))]
         pairs += list(self.settings.items())
         if exact:
-            pairs += [("enable_indexscan", "off"), ("enable_seqscan", "on")]
+            pairs += [("enable_seqscan", "on")]
         sql = "SELECT " + ", ".join(f"set_config(:n{j}, :v{j}, true)" for j in range(len(pairs)))
         conn.execute(text(sql), {**{f"n{j}": n for j, (n, _) in enumerate(pairs)},
                                  **{f"v{j}": v for j, (_, v) in enumerate(pairs)}})
@@ -125,7 +133,7 @@ class PgVectorIndex:
         params = {"q": q, "k": limit}
         if exclude_ids:
             params["ex"] = exclude_ids
-        stmt = self._statement(len(exclude_ids), filters)
+        stmt = self._statement(len(exclude_ids), filters, exact)
         with self.store.engine.begin() as conn:
             self._settings(conn, k, limit, exact)
             return conn.execute(stmt, params).all()
@@ -173,16 +181,17 @@ class PgVectorIndex:
 
     # -- inspection ------------------------------------------------------------------------
     def plan(self, query: np.ndarray, k: int, *, exclude_ids: Sequence[str] = (),
-             filters: Sequence[tuple[str, str]] = (), settings: dict[str, str] | None = None) -> str:
+             filters: Sequence[tuple[str, str]] = (), settings: dict[str, str] | None = None,
+             exact: bool = False) -> str:
         """``EXPLAIN`` of the search query with this index's settings (plus ``settings``,
         e.g. ``{"enable_seqscan": "off"}``), for tests and benchmarks."""
         q = np.ascontiguousarray(query, np.float32).reshape(-1)
         ex = list(dict.fromkeys(exclude_ids))
-        stmt = self._statement(len(ex), list(filters))
+        stmt = self._statement(len(ex), list(filters), exact)
         params = {"q": q, "k": k, **({"ex": ex} if ex else {})}
         sql = stmt.params(**params).compile(self.store.engine, compile_kwargs={"literal_binds": True})
         with self.store.engine.begin() as conn:
-            self._settings(conn, k, k, False)
+            self._settings(conn, k, k, exact)
             for name, value in (settings or {}).items():
                 conn.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": str(value)})
             return "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + str(sql)))

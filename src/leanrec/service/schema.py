@@ -174,9 +174,14 @@ def vector_table(name: str, dim: int) -> Table:
     only then), not by a migration.
     """
     from pgvector.sqlalchemy import VECTOR
+    from sqlalchemy.dialects.postgresql import ARRAY
 
     return Table(name, MetaData(), Column("item_id", String(ID_LEN), primary_key=True),
-                 Column("embedding", VECTOR(int(dim)), nullable=False))
+                 Column("embedding", VECTOR(int(dim)), nullable=False),
+                 # "field:lower(value)" per field value (leanrec_filter_terms, migration 0004):
+                 # field filters as an indexable array test on the table the HNSW index serves
+                 Column("filter_terms", ARRAY(Text), nullable=True),
+                 Index(f"{name}_terms", "filter_terms", postgresql_using="gin"))
 
 
 attributions = Table(

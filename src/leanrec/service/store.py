@@ -211,12 +211,34 @@ class Store:
                 table = self._create_vector_table(conn, encoder_id, int(dim))
             else:
                 table = vector_table(row[0], int(row[1]))
+                self._add_filter_terms(conn, table)
             self._move_bytes_vectors(conn, encoder_id, table)
         if dim is not None and table.c.embedding.type.dim != int(dim):
             raise StoreError(f"encoder {encoder_id!r} has {table.c.embedding.type.dim}-d vectors in the store, "
                              f"got {int(dim)}-d ones")
         self._vec_tables[encoder_id] = table
         return table
+
+    @staticmethod
+    def _add_filter_terms(conn: Connection, table) -> None:
+        """Give a vector table made before migration 0004 its ``filter_terms`` column, filled
+        from the items' fields, and its GIN index (once: a no-op when the column exists)."""
+        has = conn.execute(text("SELECT 1 FROM information_schema.columns WHERE table_name = :t "
+                                "AND column_name = 'filter_terms'"), {"t": table.name}).first()
+        if has is not None:
+            return
+        name = table.name  # a fixed hex name from the registry
+        conn.execute(text(f"ALTER TABLE {name} ADD COLUMN filter_terms text[]"))
+        conn.execute(text(f"UPDATE {name} AS v SET filter_terms = leanrec_filter_terms(i.fields) "
+                          "FROM items AS i WHERE i.item_id = v.item_id"))
+        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name}_terms ON {name} USING gin (filter_terms)"))
+
+    @staticmethod
+    def _set_filter_terms(conn: Connection, table, item_ids: Sequence[str]) -> None:
+        """Recompute ``filter_terms`` of these items' vectors from ``items.fields`` (same transaction)."""
+        conn.execute(text(f"UPDATE {table.name} AS v SET filter_terms = leanrec_filter_terms(i.fields) "
+                          "FROM items AS i WHERE i.item_id = v.item_id AND v.item_id = ANY(:ids)"),
+                     {"ids": list(item_ids)})
 
     def _create_vector_table(self, conn: Connection, encoder_id: str, dim: int):
         name = vector_table_name(encoder_id)
@@ -274,6 +296,7 @@ class Store:
         good = [{"item_id": i, "embedding": np.frombuffer(v, np.float32)} for i, v in rows if len(v) == 4 * dim]
         for chunk in _chunks(good, 1000):
             _upsert(conn, table, chunk, ["item_id"], ["embedding"])
+            Store._set_filter_terms(conn, table, [r["item_id"] for r in chunk])
         conn.execute(item_vectors.delete().where(item_vectors.c.encoder_id == encoder_id))
 
     def _prepare_vectors(self, encoder_id: str, vectors: np.ndarray) -> None:
@@ -294,6 +317,7 @@ class Store:
             rows = [{"item_id": i, "embedding": vec[k]} for k, i in enumerate(item_ids)]
             for chunk in _chunks(rows, 1000):
                 _upsert(conn, table, chunk, ["item_id"], ["embedding"])
+                self._set_filter_terms(conn, table, [r["item_id"] for r in chunk])
             return
         rows = [{"encoder_id": encoder_id, "item_id": i, "vector": vec[k].tobytes()} for k, i in enumerate(item_ids)]
         for chunk in _chunks(rows, 1000):
