@@ -185,9 +185,13 @@ def test_the_table_is_vector_d_with_an_hnsw_inner_product_index(loaded):
     assert "m='16'" in hnsw[0].replace(" ", "") and "ef_construction='64'" in hnsw[0].replace(" ", "")
     assert tuple(reg) == (16, 16, 64)
     # the query the service runs is one the HNSW index can serve (seq scans priced out: the
-    # table is tiny), with exclusions and filters applied during the index scan
-    plan = index.plan(V[3], 10, exclude_ids=["i4"], filters=[("genres", "comedy")])
+    # table is tiny), with exclusions applied during the index scan; a filter is served by the
+    # graph or by the GIN index of the filter terms, as the planner prices them, never a scan
+    plan = index.plan(V[3], 10, exclude_ids=["i4"])
     assert f"Index Scan using {index.index_name}" in plan and "<#>" in plan
+    plan = index.plan(V[3], 10, exclude_ids=["i4"], filters=[("genres", "comedy")])
+    assert (f"Index Scan using {index.index_name}" in plan or f"{index.table.name}_terms" in plan)
+    assert f"Seq Scan on {index.table.name}" not in plan
     # building it again is a no-op
     assert store.ensure_hnsw_index("enc") == index.index_name
 
@@ -288,7 +292,10 @@ class RandEncoder:
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def test_service_with_pgvector_serves_the_lists_of_the_exact_index(tmp_path, pg_url):
+@pytest.mark.parametrize("max_scan_tuples", [20_000, 12])
+def test_service_with_pgvector_serves_the_lists_of_the_exact_index(tmp_path, pg_url, max_scan_tuples):
+    """With a scan budget of 12 rows most filtered walks end short: the service then answers
+    from its in-memory matrix, exactly (the same lists as the exact index)."""
     from leanrec.service.core import RecService
 
     fields = catalogue_fields(300)
@@ -302,7 +309,8 @@ def test_service_with_pgvector_serves_the_lists_of_the_exact_index(tmp_path, pg_
         exact.delete_item("i5")
         exact.add_events(events)
         pgv = RecService(ServiceConfig(db=pg_url, data_dir=str(tmp_path / "b"), index="pgvector",
-                                       hnsw_ef_search=300), encoder=RandEncoder()).start()
+                                       hnsw_ef_search=300 if max_scan_tuples > 100 else 10,
+                                       pgvector_max_scan_tuples=max_scan_tuples), encoder=RandEncoder()).start()
         try:
             assert pgv.stats()["index"] == "pgvector" and exact.stats()["index"] == "exact"
             assert pgv.cat.hnsw is None  # no faiss graph next to PostgreSQL's

@@ -669,12 +669,17 @@ class RecService:
                            filters: list[tuple[str, str]] | None) -> tuple | None:
         """index = "pgvector", content model, a user with a history: the SQL search, run
         *before* ``_state`` is taken so that readers do not queue behind each other's database
-        round trips. (pgvector index, scoring, ids, scores); None in every other case."""
+        round trips. (pgvector index, scoring, ids, scores); None in every other case.
+
+        A walk that ends short of k (a filter whose items lie far from the user's profile:
+        the nearest ``max_scan_tuples`` rows hold none of them) is not finished in SQL, where
+        exactness means scanning the table — seconds at a million items — but by
+        :meth:`_rank` on the in-memory matrix the service keeps anyway (tens of ms)."""
         pgv, scoring = self.pgv, self.scoring
         if pgv is None or scoring.kind != "content" or st.profile is None or st.profile.n_events == 0 or not st.seen:
             return None
         ids, scores = pgv.search_ids(st.profile.vector, k, exclude_ids=st.seen if exclude_seen else (),
-                                     filters=filters or [])
+                                     filters=filters or [], exact_fallback=False)
         return pgv, scoring, ids, scores
 
     def _rank(self, st: UserState, k: int, exclude_seen: bool, filters: list[tuple[str, str]] | None,
@@ -687,8 +692,10 @@ class RecService:
             return self._cold_start(k, mask, scoring)
         seen = np.fromiter((cat.pos[i] for i in st.seen if i in cat.pos), np.int64) if exclude_seen else None
         if scoring.kind == "content":
-            if pre is not None and pre[0] is self.pgv and pre[1] is scoring:
+            if pre is not None and pre[0] is self.pgv and pre[1] is scoring and len(pre[2]) >= k:
                 pos, scores = pre[0].positions(cat, pre[2], pre[3])
+            elif pre is not None and pre[0] is self.pgv and pre[1] is scoring:  # the walk ended short
+                pos, scores = cat.search(st.profile.vector, k, exclude=seen, mask=mask)  # exact, in memory
             else:
                 pos, scores = self._search(cat, st.profile.vector, k, seen, mask, filters)
         else:

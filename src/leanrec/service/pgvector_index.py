@@ -140,10 +140,13 @@ class PgVectorIndex:
 
     # -- the search contract ----------------------------------------------------------------
     def search_ids(self, query: np.ndarray, k: int, *, exclude_ids: Sequence[str] = (),
-                   filters: Sequence[tuple[str, str]] = (), exact: bool = False) -> tuple[list[str], np.ndarray]:
+                   filters: Sequence[tuple[str, str]] = (), exact: bool = False,
+                   exact_fallback: bool = True) -> tuple[list[str], np.ndarray]:
         """Top-k item ids and inner-product scores (float32, best first; ties by id), never a
         deleted item, one of ``exclude_ids`` or one failing a ``(field, value)`` filter;
-        fewer than k only when fewer are allowed. ``exact``: a full scan, no index."""
+        fewer than k only when fewer are allowed. ``exact``: no graph. ``exact_fallback=False``
+        returns a walk that ended short as it is, for a caller with a faster exact search
+        of its own (the service's in-memory matrix); then a short list means "ask exactly"."""
         q = np.ascontiguousarray(query, np.float32).reshape(-1)
         if len(q) != self.dim:
             raise ValueError(f"query has {len(q)} dimensions, the index {self.dim}")
@@ -152,7 +155,7 @@ class PgVectorIndex:
         ex = list(dict.fromkeys(exclude_ids))
         filters = list(filters)
         rows = self._run(q, k, ex, filters, exact)
-        if not exact and len(rows) < k:  # the walk's budget ran out before k rows passed: scan
+        if not exact and exact_fallback and len(rows) < k:  # the walk's budget ran out first: exact
             rows = self._run(q, k, ex, filters, True)
         if not self.iterative and not exact:
             skip = set(ex)

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import LargeBinary, create_engine, event, func, select, text, update
+from sqlalchemy import LargeBinary, String, Text, bindparam, create_engine, event, func, select, text, update
 from sqlalchemy.engine import Connection, Engine, make_url
 
 from . import migrate
@@ -234,11 +234,23 @@ class Store:
         conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name}_terms ON {name} USING gin (filter_terms)"))
 
     @staticmethod
-    def _set_filter_terms(conn: Connection, table, item_ids: Sequence[str]) -> None:
-        """Recompute ``filter_terms`` of these items' vectors from ``items.fields`` (same transaction)."""
-        conn.execute(text(f"UPDATE {table.name} AS v SET filter_terms = leanrec_filter_terms(i.fields) "
-                          "FROM items AS i WHERE i.item_id = v.item_id AND v.item_id = ANY(:ids)"),
-                     {"ids": list(item_ids)})
+    def _upsert_vectors(conn: Connection, table, rows: list[dict]) -> None:
+        """Upsert ``{"item_id", "embedding"}`` rows of a pgvector table with their filter terms
+        computed from ``items.fields`` in the same statement (the items are written first):
+        one row version per write, where an UPDATE afterwards would insert every row into the
+        HNSW graph twice."""
+        from sqlalchemy.dialects.postgresql import ARRAY, insert
+
+        item_id = bindparam("item_id", type_=String)
+        terms = (select(func.leanrec_filter_terms(items.c.fields, type_=ARRAY(Text)))
+                 .where(items.c.item_id == item_id).scalar_subquery())
+        stmt = insert(table).values(item_id=item_id, embedding=bindparam("embedding", type_=table.c.embedding.type),
+                                    filter_terms=terms)
+        stmt = stmt.on_conflict_do_update(index_elements=["item_id"],
+                                          set_={"embedding": stmt.excluded.embedding,
+                                                "filter_terms": stmt.excluded.filter_terms})
+        for chunk in _chunks(rows, 1000):
+            conn.execute(stmt, chunk)
 
     def _create_vector_table(self, conn: Connection, encoder_id: str, dim: int):
         name = vector_table_name(encoder_id)
@@ -294,9 +306,7 @@ class Store:
             return
         dim = table.c.embedding.type.dim
         good = [{"item_id": i, "embedding": np.frombuffer(v, np.float32)} for i, v in rows if len(v) == 4 * dim]
-        for chunk in _chunks(good, 1000):
-            _upsert(conn, table, chunk, ["item_id"], ["embedding"])
-            Store._set_filter_terms(conn, table, [r["item_id"] for r in chunk])
+        Store._upsert_vectors(conn, table, good)
         conn.execute(item_vectors.delete().where(item_vectors.c.encoder_id == encoder_id))
 
     def _prepare_vectors(self, encoder_id: str, vectors: np.ndarray) -> None:
@@ -314,10 +324,7 @@ class Store:
             raise StoreError(f"{len(item_ids)} items but {len(vec)} vectors")
         if self.uses_pgvector:
             table = self.vector_table(encoder_id, vec.shape[1])
-            rows = [{"item_id": i, "embedding": vec[k]} for k, i in enumerate(item_ids)]
-            for chunk in _chunks(rows, 1000):
-                _upsert(conn, table, chunk, ["item_id"], ["embedding"])
-                self._set_filter_terms(conn, table, [r["item_id"] for r in chunk])
+            self._upsert_vectors(conn, table, [{"item_id": i, "embedding": vec[k]} for k, i in enumerate(item_ids)])
             return
         rows = [{"encoder_id": encoder_id, "item_id": i, "vector": vec[k].tobytes()} for k, i in enumerate(item_ids)]
         for chunk in _chunks(rows, 1000):
