@@ -128,7 +128,8 @@ def build_queries(store, ids, V, cats, n_queries: int, k: int, half_life: float)
     with store.engine.connect() as conn:
         from sqlalchemy import text
 
-        users = [r[0] for r in conn.execute(text("SELECT DISTINCT user_id FROM events"))]
+        # sorted: DISTINCT comes back in whatever order the plan gives, and the sample must not
+        users = sorted(r[0] for r in conn.execute(text("SELECT DISTINCT user_id FROM events")))
     rng = np.random.default_rng(42)
     chosen = sorted(rng.choice(np.array(users, dtype=object), size=min(n_queries, len(users)), replace=False),
                     key=int)
