@@ -231,7 +231,8 @@ def test_a_vector_table_from_before_the_filter_terms_gets_them(pg_url):
     index = PgVectorIndex(again, "enc", 8)
     with again.engine.connect() as conn:
         rows = dict(conn.execute(text(f"SELECT item_id, filter_terms FROM {name}")).all())
-        gin = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = :i"), {"i": f"{name}_terms"}).scalar()
+        gin = conn.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = :i"),
+                           {"i": f"{name}_terms"}).scalar()
     assert sorted(rows["o1"]) == ["genres:drama", "year:1991"] and "gin" in gin
     assert index.search_ids(V[2], 4, filters=[("year", "1992")])[0] == ["o2"]
     again.close()
