@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_pgvector_index import pg_server  # noqa: F401  (a module-scoped PostgreSQL + pgvector server)
 from typer.testing import CliRunner
 
 from leanrec.data.interactions import generate_events
@@ -27,21 +28,6 @@ def data(tmp_path_factory):
     events = generate_events(generate_products(N_ITEMS), 40, (3, 12), seed=3)
     events.to_parquet(root / "events.parquet")
     return root, items, root / "vectors", root / "events.parquet", events
-
-
-@pytest.fixture(scope="module")
-def pg_server(tmp_path_factory):
-    from _postgres import start_postgres
-
-    try:
-        server = start_postgres(tmp_path_factory.mktemp("pg"))
-    except RuntimeError as exc:
-        pytest.skip(f"no PostgreSQL for this test: {exc}")
-    if not server.has_pgvector:
-        server.stop()
-        pytest.skip("this PostgreSQL has no pgvector")
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("pgvector", marks=pytest.mark.slow)])
@@ -140,7 +126,7 @@ def test_bad_input_names_file_row_and_field_and_keeps_the_store(store, data, tmp
 
 
 @pytest.mark.slow
-def test_pgvector_load_drops_a_stale_hnsw_index_and_service_search_matches_exact(pg_server, data, tmp_path,
+def test_pgvector_load_drops_a_stale_hnsw_index_and_service_search_matches_exact(pg_server, data, tmp_path,  # noqa: F811
                                                                                  monkeypatch):
     """A big reload into an indexed table drops the index (rebuilt once at start-up); the
     pgvector search over the loaded rows then returns the exact top-k for loaded users."""

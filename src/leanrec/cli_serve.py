@@ -18,6 +18,18 @@ store_app = typer.Typer(no_args_is_help=True, help="The service's database: impo
 app.add_typer(store_app, name="store")
 
 
+def _phase_progress(progress):
+    """A ``(phase, done, total)`` callback that shows one rich bar per phase."""
+    tasks: dict[str, int] = {}
+
+    def on(what: str, done: int, total: int) -> None:
+        if what not in tasks:
+            tasks[what] = progress.add_task(what, total=total)
+        progress.update(tasks[what], completed=done)
+
+    return on
+
+
 def _config(config: Path | None, **overrides):
     from .service.config import load_config
 
@@ -171,13 +183,7 @@ def store_import(
     ds = _load(dataset)
     service = RecService(cfg)
     with _progress() as progress:
-        tasks: dict[str, int] = {}
-
-        def on(what: str, done: int, total: int) -> None:
-            if what not in tasks:
-                tasks[what] = progress.add_task(what, total=total)
-            progress.update(tasks[what], completed=done)
-
+        on = _phase_progress(progress)
         service.start(progress=on)
         try:
             counts = import_dataset(service, ds, progress=on)
@@ -212,13 +218,7 @@ def store_load(
     if problem:
         raise typer.BadParameter(f"cannot reach {store.describe()}: {problem}", param_hint="--db")
     with _progress() as progress:
-        tasks: dict[str, int] = {}
-
-        def on(what: str, done: int, total: int) -> None:
-            if what not in tasks:
-                tasks[what] = progress.add_task(what, total=total)
-            progress.update(tasks[what], completed=done)
-
+        on = _phase_progress(progress)
         try:
             out = load_catalogue(store, items, vectors, events_path=events, progress=on)
         except (BulkLoadError, FileNotFoundError, StoreError, ValueError) as exc:

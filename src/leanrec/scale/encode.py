@@ -125,9 +125,10 @@ def load_counts() -> dict[str, int]:
 
 
 # -- inputs ---------------------------------------------------------------------------------
-def _input_files(items_path: Path) -> list[Path]:
+def _input_files(items_path: Path, what: str = "items") -> list[Path]:
+    """The Parquet file, or the sorted ``*.parquet`` files under a folder (hidden ones skipped)."""
     if not items_path.exists():
-        raise FileNotFoundError(f"items file or folder {items_path} does not exist")
+        raise FileNotFoundError(f"{what} file or folder {items_path} does not exist")
     if items_path.is_dir():
         files = sorted(p for p in items_path.rglob("*.parquet") if p.is_file() and not p.name.startswith("."))
         if not files:

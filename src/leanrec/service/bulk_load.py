@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import struct
 import time
 from collections.abc import Callable
@@ -37,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..scale.encode import _input_files
+from .importer import _json_value
 from .store import Store
 
 __all__ = ["BulkLoadError", "load_catalogue", "HNSW_DROP_ROWS"]
@@ -51,17 +52,6 @@ class BulkLoadError(ValueError):
 
 
 # -- reading and checking -----------------------------------------------------------------
-def _parquet_files(path: Path, what: str) -> list[Path]:
-    if not path.exists():
-        raise FileNotFoundError(f"{what} file or folder {path} does not exist")
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*.parquet") if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise FileNotFoundError(f"{path} holds no *.parquet files")
-        return files
-    return [path]
-
-
 def _read(files: list[Path], required: tuple[str, ...], optional: tuple[str, ...] = ()):
     """One DataFrame of ``files`` with ``_file`` (index into files) and ``_row`` (row in file)."""
     import pandas as pd
@@ -86,20 +76,10 @@ def _where(df, files: list[Path], i: int) -> str:
     return f"{files[int(df['_file'].iat[i])]} row {int(df['_row'].iat[i])}"
 
 
-def _json_value(v):
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return [_json_value(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
-
-
 def _items_frame(items_path: Path):
     from leanrec.data.products import item_text
 
-    files = _parquet_files(items_path, "items")
+    files = _input_files(items_path, "items")
     df = _read(files, ("item_id", "title"))
     bad = df["item_id"].isna().to_numpy()
     if bad.any():
@@ -152,7 +132,7 @@ def _vectors_for(vectors_dir: Path, item_ids: np.ndarray) -> tuple[str, np.ndarr
 def _events_frame(events_path: Path, loaded: np.ndarray, store: Store):
     import pandas as pd
 
-    files = _parquet_files(events_path, "events")
+    files = _input_files(events_path, "events")
     df = _read(files, ("user_id", "item_id", "timestamp"), ("kind", "value"))
     for col in ("user_id", "item_id", "timestamp"):
         bad = df[col].isna().to_numpy()
