@@ -143,8 +143,7 @@ def main() -> None:
                 if job == "recommend-all":  # the static vectors of this catalogue, encoded once
                     vectors = DATA / f"jobs-vectors-static-{n}"
                     if not (vectors / "manifest.json").exists():
-                        tmp = _sub("encode", "single", "static", data, vectors, None)
-                        del tmp
+                        _sub("encode", "single", "static", data, vectors, None)
                 out = DATA / f"jobs-out-{job}-{args.encoder if job == 'encode' else 'static'}-{mode}-{n}"
                 runs[which] = _sub(job, mode, args.encoder, data, out, vectors)
                 if job == "encode" and out != DATA / f"jobs-vectors-static-{n}":

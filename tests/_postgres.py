@@ -130,6 +130,21 @@ def start_postgres(base_dir: Path, *, settings: dict[str, str] | None = None,
         raise
 
 
+def server_or_skip(base_dir: Path, *, pgvector: bool = False) -> PostgresServer:
+    """`start_postgres` for a test fixture: pytest.skip when there are no binaries (or, with
+    `pgvector`, no pgvector extension); a server that fails to start is an error, not a skip."""
+    import pytest
+
+    try:
+        server = start_postgres(base_dir)
+    except RuntimeError as exc:
+        pytest.skip(f"no PostgreSQL for this test: {exc}")
+    if pgvector and not server.has_pgvector:
+        server.stop()
+        pytest.skip("this PostgreSQL has no pgvector extension")
+    return server
+
+
 def _pgvector_works(url: str) -> bool:
     """Try CREATE EXTENSION vector in a transaction that is rolled back: it leaves no trace."""
     import psycopg

@@ -19,15 +19,9 @@ GENRES = ["Comedy", "Drama", "Horror"]
 
 @pytest.fixture(scope="module")
 def pg_server(tmp_path_factory):
-    from _postgres import start_postgres
+    from _postgres import server_or_skip
 
-    try:
-        server = start_postgres(tmp_path_factory.mktemp("pg"))
-    except RuntimeError as exc:
-        pytest.skip(f"no PostgreSQL for this test: {exc}")
-    if not server.has_pgvector:
-        server.stop()
-        pytest.skip("this PostgreSQL has no pgvector extension")
+    server = server_or_skip(tmp_path_factory.mktemp("pg"), pgvector=True)
     yield server
     server.stop()
 

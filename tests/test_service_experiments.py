@@ -445,12 +445,9 @@ def test_core_flow_on_sqlite(tmp_path):
 
 @pytest.mark.slow
 def test_core_flow_on_postgres(tmp_path):
-    from _postgres import start_postgres
+    from _postgres import server_or_skip
 
-    try:
-        server = start_postgres(tmp_path)
-    except RuntimeError as exc:
-        pytest.skip(f"no PostgreSQL for this test: {exc}")
+    server = server_or_skip(tmp_path)
     try:
         svc = RecService(_config(tmp_path, server.url), encoder=HashEncoder()).start()
         try:

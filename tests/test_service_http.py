@@ -35,12 +35,9 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store.db'}"
         return
-    from _postgres import start_postgres
+    from _postgres import server_or_skip
 
-    try:
-        server = start_postgres(tmp_path)
-    except RuntimeError as exc:
-        pytest.skip(f"no PostgreSQL for this test: {exc}")
+    server = server_or_skip(tmp_path)
     try:
         yield server.url
     finally:

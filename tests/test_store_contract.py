@@ -25,12 +25,9 @@ BACKENDS = [
 
 @pytest.fixture(scope="module")
 def pg_server(tmp_path_factory):
-    from _postgres import start_postgres
+    from _postgres import server_or_skip
 
-    try:
-        server = start_postgres(tmp_path_factory.mktemp("pg"))
-    except RuntimeError as exc:
-        pytest.skip(f"no PostgreSQL for this test: {exc}")
+    server = server_or_skip(tmp_path_factory.mktemp("pg"))
     yield server
     server.stop()
 
