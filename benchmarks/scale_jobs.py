@@ -146,8 +146,9 @@ def main() -> None:
                         _sub("encode", "single", "static", data, vectors, None)
                 out = DATA / f"jobs-out-{job}-{args.encoder if job == 'encode' else 'static'}-{mode}-{n}"
                 runs[which] = _sub(job, mode, args.encoder, data, out, vectors)
-                if job == "encode" and out != DATA / f"jobs-vectors-static-{n}":
-                    shutil.rmtree(out, ignore_errors=True)  # 1 GB at 1M: not kept
+                if job == "encode" and (which == "profile" or args.measure_target == "no") \
+                        and out != DATA / f"jobs-vectors-static-{n}":
+                    shutil.rmtree(out, ignore_errors=True)  # kept only for the bitwise check below
             pred = predict_job(runs["profile"]["profile"], n1, users)
             rec = {"job": job, "mode": mode, "encoder": args.encoder if job == "encode" else "static vectors",
                    "profile_items": n0, "target_items": n1, "users": users, "events": events,
@@ -160,12 +161,35 @@ def main() -> None:
                 m = rec["measured"]
                 key = "peak_rss_mb_per_worker"
                 rec["error"] = {"wall_s": pred["wall_s"] / m["wall_s"] - 1, key: pred[key] / m[key] - 1}
+            if rec["measured"] and job == "encode":
+                rec["measured"]["items_per_s"] = round(n1 / rec["measured"]["wall_s"], 1)
             results[f"{job}-{rec['encoder']}-{mode}"] = rec
             OUT.mkdir(exist_ok=True)
             path.write_text(json.dumps(results, indent=1))
             (OUT / "scale_jobs.md").write_text(report(results))
+        if job == "encode" and args.measure_target == "yes":
+            _compare_target_vectors(results, args.encoder, n1, args.modes.split(","))
+            path.write_text(json.dumps(results, indent=1))
+            (OUT / "scale_jobs.md").write_text(report(results))
     _log(f"done in {time.perf_counter() - t_all:.0f} s")
     print((OUT / "scale_jobs.md").read_text())
+
+
+def _compare_target_vectors(results: dict, encoder: str, n: int, modes: list[str]) -> None:
+    """Single-process and cluster vectors of the target catalogue, compared bitwise, then removed (GBs at 1M)."""
+    import numpy as np
+
+    from leanrec.scale.encode import load_vectors
+
+    folders = {m: DATA / f"jobs-out-encode-{encoder}-{m}-{n}" for m in modes}
+    if set(modes) >= {"single", "cluster"} and all((f / "manifest.json").exists() for f in folders.values()):
+        (ia, va), (ib, vb) = load_vectors(folders["single"]), load_vectors(folders["cluster"])
+        same = bool(np.array_equal(ia, ib) and np.array_equal(va, vb))
+        for m in ("single", "cluster"):
+            results[f"encode-{encoder}-{m}"]["bitwise_equal_single_cluster"] = same
+        _log(f"  single and cluster vectors bitwise equal: {same}")
+    for folder in folders.values():
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def report(results: dict) -> str:
@@ -185,6 +209,15 @@ def report(results: dict) -> str:
             f"{m['peak_rss_mb_per_worker']:,.0f} | {e['peak_rss_mb_per_worker']:+.1%} |" if m else
             f"| {name} | {rec['mode']} | {rec['profile_run']['wall_s']:,.1f} | {p['wall_s']:,.1f} | not run | – | "
             f"{p['peak_rss_mb_per_worker']:,.0f} | not run | – |")
+    enc = [r for r in results.values() if r["job"] == "encode" and r.get("measured")]
+    if enc:
+        lines += ["", "Encoding throughput at the target size (items / measured wall time, start included):", ""]
+        for rec in enc:
+            m = rec["measured"]
+            same = rec.get("bitwise_equal_single_cluster")
+            lines.append(f"- {rec['encoder']}, {rec['mode']}: {m['n_items']:,} items in {m['wall_s']:,.1f} s = "
+                         f"{m['n_items'] / m['wall_s']:,.0f} items/s, peak {m['peak_rss_mb_per_worker']:,.0f} MB "
+                         f"per worker" + ("" if same is None else f"; single and cluster vectors bitwise equal: {same}"))
     lines += ["", "Runs (date, versions):", ""]
     for key, rec in results.items():
         lines.append(f"- {key}: {rec['date']}, {rec['cpus']} CPUs, dask {rec['versions']['dask']}, numpy "
