@@ -264,6 +264,8 @@ def test_pgvector_index_needs_postgresql(tmp_path):
         ServiceConfig(db=f"sqlite:///{tmp_path / 's.db'}", index="pgvector").check()
     with pytest.raises(ValueError, match="hnsw_m"):
         ServiceConfig(db="postgresql://u@h/db", index="pgvector", hnsw_m=200).check()
+    with pytest.raises(ValueError, match="pgvector_filter_scan_rows"):
+        ServiceConfig(db="postgresql://u@h/db", index="pgvector", pgvector_filter_scan_rows=-1).check()
     st = Store(f"sqlite:///{tmp_path / 's.db'}")
     st.migrate()
     with pytest.raises(StoreError, match="needs a PostgreSQL store"):
@@ -287,10 +289,14 @@ class RandEncoder:
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("max_scan_tuples", [20_000, 12])
-def test_service_with_pgvector_serves_the_lists_of_the_exact_index(tmp_path, pg_url, max_scan_tuples):
+@pytest.mark.parametrize("max_scan_tuples, filter_scan_rows", [(20_000, 0), (12, 0), (20_000, 100_000)])
+def test_service_with_pgvector_serves_the_lists_of_the_exact_index(tmp_path, pg_url, max_scan_tuples,
+                                                                   filter_scan_rows):
     """With a scan budget of 12 rows most filtered walks end short: the service then answers
-    from its in-memory matrix, exactly (the same lists as the exact index)."""
+    from its in-memory matrix, exactly (the same lists as the exact index). With
+    ``pgvector_filter_scan_rows`` above the filters' sizes no filtered request walks the graph."""
+    from sqlalchemy import event
+
     from leanrec.service.core import RecService
 
     fields = catalogue_fields(300)
@@ -305,7 +311,11 @@ def test_service_with_pgvector_serves_the_lists_of_the_exact_index(tmp_path, pg_
         exact.add_events(events)
         pgv = RecService(ServiceConfig(db=pg_url, data_dir=str(tmp_path / "b"), index="pgvector",
                                        hnsw_ef_search=300 if max_scan_tuples > 100 else 10,
-                                       pgvector_max_scan_tuples=max_scan_tuples), encoder=RandEncoder()).start()
+                                       pgvector_max_scan_tuples=max_scan_tuples,
+                                       pgvector_filter_scan_rows=filter_scan_rows), encoder=RandEncoder()).start()
+        walks = []
+        event.listen(pgv.store.engine, "before_cursor_execute",
+                     lambda conn, cur, stmt, *a: walks.append(stmt) if "<#>" in stmt else None)
         try:
             assert pgv.stats()["index"] == "pgvector" and exact.stats()["index"] == "exact"
             assert pgv.cat.hnsw is None  # no faiss graph next to PostgreSQL's
@@ -313,7 +323,9 @@ def test_service_with_pgvector_serves_the_lists_of_the_exact_index(tmp_path, pg_
                 for filters in ([], [("genres", "comedy")], [("genres", "drama"), ("color", "red")]):
                     for exclude_seen in (True, False):
                         a = exact.recommend(f"u{u}", 10, exclude_seen=exclude_seen, filters=filters)
+                        n_walks = len(walks)
                         b = pgv.recommend(f"u{u}", 10, exclude_seen=exclude_seen, filters=filters)
+                        assert len(walks) - n_walks == (0 if filters and filter_scan_rows else 1)
                         assert a["model"] == b["model"] == "content:rand-24" and not b["cold_start"]
                         assert [i["item_id"] for i in a["items"]] == [i["item_id"] for i in b["items"]]
                         np.testing.assert_allclose([i["score"] for i in a["items"]],

@@ -75,6 +75,30 @@ def test_selective_filters_and_inverted_index_follow_changes():
     assert cat.filter_mask([("cat", "other")]).sum() == 1 and cat.n_dead == 0
 
 
+def test_exact_search_gathers_a_selective_filter_with_the_same_answer(monkeypatch):
+    """Exact mode scores only a small filter's rows (gathered) instead of masking a full
+    mat-vec: the same top-k either way; ``filter_size`` bounds the mask without building it."""
+    from leanrec.service import catalogue as catalogue_module
+
+    cat = _fill("exact")
+    for k in range(0, 3000, 5):
+        cat.remove(f"i{k}")
+    seen = np.array([cat.pos[f"i{k}"] for k in range(1, 200, 3) if f"i{k}" in cat.pos])
+    cases = [[("cat", "c3")], [("cat", "c3"), ("tags", "odd")], [("tags", "even")], [("cat", "nowhere")]]
+    for conditions in cases:
+        mask = cat.filter_mask(conditions)
+        assert cat.filter_size(conditions) >= mask.sum()
+        answers = []
+        for share in (1, 10**9):  # always gather; never gather (n // 10**9 == 0)
+            monkeypatch.setattr(catalogue_module, "GATHER_SHARE", share)
+            answers.append(cat.search(cat.vector("i7"), 20, exclude=seen, mask=mask))
+        (pa, sa), (pb, sb) = answers
+        assert pa.tolist() == pb.tolist() and len(pa) == min(20, int(cat.allowed(seen, mask).sum()))
+        np.testing.assert_allclose(sa, sb, atol=1e-6)
+    assert cat.filter_size([("cat", "C3")]) == cat.filter_size([("cat", "c3")]) > 0
+    assert cat.filter_size([]) is None and cat.filter_size([("cat", "nowhere")]) == 0
+
+
 def test_exact_mode_switches_to_hnsw_at_the_threshold_and_compacts():
     ids, V, fields = _data(n=600)
     cat = Catalogue(V.shape[1], index="auto", hnsw_threshold=500)

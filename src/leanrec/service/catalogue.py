@@ -31,6 +31,9 @@ from ..vectors.faiss_index import HNSWIndex
 from ..vectors.index import load_index, topk_columns
 
 META = "catalogue.json"
+# exact search with a filter gathers the allowed rows when they are at most 1/GATHER_SHARE of
+# the catalogue: a gathered row costs about twice a streamed one (benchmarks/filter_scan.py)
+GATHER_SHARE = 4
 
 
 def _top(scores: np.ndarray, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -221,6 +224,14 @@ class Catalogue:
             mask[np.fromiter(hits, np.int64, count=len(hits))] = True
         return mask
 
+    def filter_size(self, conditions: list[tuple[str, str]]) -> int | None:
+        """An upper bound on the items ``filter_mask`` would select (its rarest condition's
+        count; tombstones included), in O(conditions): enough to choose between a scan of
+        the filter's rows and a graph walk before building the mask. None: no filter."""
+        if not conditions:
+            return None
+        return min(len(self._inverted.get((name, value.casefold()), ())) for name, value in conditions)
+
     def allowed(self, exclude: np.ndarray | None = None, mask: np.ndarray | None = None) -> np.ndarray:
         ok = self.alive.copy()
         if mask is not None:
@@ -243,7 +254,11 @@ class Catalogue:
         if k == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         q = np.ascontiguousarray(query, np.float32).reshape(1, self.dim)
-        if self.hnsw is None:  # one mat-vec over the contiguous matrix beats gathering the allowed rows
+        if self.hnsw is None:
+            if mask is not None and n_ok <= self.n // GATHER_SHARE:  # a selective filter: its rows only
+                cand = np.flatnonzero(ok)
+                return _top(self._V[cand] @ q[0], cand, k)
+            # otherwise one mat-vec over the contiguous matrix beats gathering the allowed rows
             scores = np.where(ok, self.V @ q[0], -np.inf)
             return _top(scores, np.arange(self.n), k)
         if n_ok < max(2000, self.n // 50):  # a very selective filter: graph search degrades, scan instead

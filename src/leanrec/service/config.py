@@ -42,6 +42,9 @@ class ServiceConfig:
     # until k rows pass (pgvector >= 0.8), up to max_scan_tuples visited rows
     pgvector_iterative_scan: str = "relaxed_order"  # relaxed_order | strict_order | off
     pgvector_max_scan_tuples: int = 20_000
+    # a filter that selects at most this many items is answered exactly from the in-memory
+    # matrix (cost ∝ its size) instead of a walk that may visit max_scan_tuples rows for it
+    pgvector_filter_scan_rows: int = 100_000
     persist_interval_s: float = 30.0   # how often a changed index is written to data_dir
     # limits
     max_body_bytes: int = 8 * 1024 * 1024
@@ -94,6 +97,8 @@ class ServiceConfig:
             raise ValueError(f"hnsw_ef_search must be in 1..1000 with index = 'pgvector', got {self.hnsw_ef_search!r}")
         if int(self.pgvector_max_scan_tuples) < 1:
             raise ValueError(f"pgvector_max_scan_tuples must be >= 1, got {self.pgvector_max_scan_tuples!r}")
+        if int(self.pgvector_filter_scan_rows) < 0:
+            raise ValueError(f"pgvector_filter_scan_rows must be >= 0, got {self.pgvector_filter_scan_rows!r}")
 
 
 def load_config(path: str | Path | None) -> ServiceConfig:

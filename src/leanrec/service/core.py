@@ -417,9 +417,18 @@ class RecService:
         """The content model's nearest neighbours: PostgreSQL (pgvector) when configured, else
         the in-memory index. ``mask`` is ``filters`` as the catalogue evaluates them."""
         pgv = self.pgv
-        if pgv is not None:
+        if pgv is not None and not self._filter_in_memory(cat, filters):
             return pgv.search(cat, query, k, exclude=exclude, filters=filters or [])
         return cat.search(query, k, exclude=exclude, mask=mask)
+
+    def _filter_in_memory(self, cat: Catalogue, filters: list[tuple[str, str]] | None) -> bool:
+        """With pgvector: answer a filter that selects at most ``pgvector_filter_scan_rows``
+        items exactly from the in-memory matrix. Its rows cost ∝ their number (a few ms per
+        25k at 256-d), while a walk toward a category far from the profile may visit
+        ``pgvector_max_scan_tuples`` rows before it finds k of them (the filtered p99 tail).
+        The bound is the catalogue's posting-list size, read without building the mask."""
+        size = cat.filter_size(filters or [])
+        return size is not None and size <= self.config.pgvector_filter_scan_rows
 
     def model_info(self) -> dict:
         s = self.scoring
@@ -677,6 +686,8 @@ class RecService:
         :meth:`_rank` on the in-memory matrix the service keeps anyway (tens of ms)."""
         pgv, scoring = self.pgv, self.scoring
         if pgv is None or scoring.kind != "content" or st.profile is None or st.profile.n_events == 0 or not st.seen:
+            return None
+        if self._filter_in_memory(self.cat, filters):  # a small filter: :meth:`_rank` scans its rows
             return None
         ids, scores = pgv.search_ids(st.profile.vector, k, exclude_ids=st.seen if exclude_seen else (),
                                      filters=filters or [], exact_fallback=False)
