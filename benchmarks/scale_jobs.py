@@ -217,7 +217,7 @@ def report(results: dict) -> str:
             same = rec.get("bitwise_equal_single_cluster")
             lines.append(f"- {rec['encoder']}, {rec['mode']}: {m['n_items']:,} items in {m['wall_s']:,.1f} s = "
                          f"{m['n_items'] / m['wall_s']:,.0f} items/s, peak {m['peak_rss_mb_per_worker']:,.0f} MB "
-                         f"per worker" + ("" if same is None else f"; single and cluster vectors bitwise equal: {same}"))
+                         "per worker" + ("" if same is None else f"; single and cluster vectors bitwise equal: {same}"))
     lines += ["", "Runs (date, versions):", ""]
     for key, rec in results.items():
         lines.append(f"- {key}: {rec['date']}, {rec['cpus']} CPUs, dask {rec['versions']['dask']}, numpy "
