@@ -111,7 +111,7 @@ def main() -> None:
             got_cats = collections.Counter(cats[pos.get_indexer(got)])
             row = {"user": qu["user"], "n_seen": int(len(qu["seen"])), "recall": r,
                    "profile_norm": float(np.linalg.norm(qu["q"])), "exact_kth": qu["kth"],
-                   "walk_best": float(V[pos.get_indexer(got[:1])] @ qu["q"]) if got else None,
+                   "walk_best": float((V[pos.get_indexer(got[:1])] @ qu["q"])[0]) if got else None,
                    "history_categories": len(seen_cats),
                    "exact_in_history_categories": sum(c for k, c in exact_cats.items() if k in seen_cats) / 10,
                    "exact_top_category": exact_cats.most_common(1)[0][0],
