@@ -118,8 +118,10 @@ def exact_topk(V: np.ndarray, q: np.ndarray, k: int, exclude: np.ndarray, allowe
     return top[np.argsort(-s[top], kind="stable")]
 
 
-def build_queries(store, ids, V, cats, n_queries: int, k: int, half_life: float) -> list[dict]:
-    """Random users with events: the service's profile, seen items, exact top-k, a category filter."""
+def build_queries(store, ids, V, cats, n_queries: int, k: int, half_life: float,
+                  first: int | None = None) -> list[dict]:
+    """Random users with events: the service's profile, seen items, exact top-k, a category filter.
+    ``first``: only the first that many users of the same sample (the recall analysis)."""
     import pandas as pd
 
     from leanrec.service.profiles import Profile
@@ -134,7 +136,7 @@ def build_queries(store, ids, V, cats, n_queries: int, k: int, half_life: float)
     chosen = sorted(rng.choice(np.array(users, dtype=object), size=min(n_queries, len(users)), replace=False),
                     key=int)
     out = []
-    for u in chosen:
+    for u in chosen[:first]:
         hist = store.history(u)
         p = pos.get_indexer([i for i, _ in hist])
         prof = Profile.from_history(V[p], np.array([t for _, t in hist]), half_life, V.shape[1])
