@@ -257,14 +257,12 @@ class Catalogue:
         q = np.ascontiguousarray(query, np.float32).reshape(1, self.dim)
         if self.hnsw is None:
             if mask is not None and n_ok <= self.n // GATHER_SHARE:  # a selective filter: its rows only
-                cand = np.flatnonzero(ok)
-                return _top(self._V[cand] @ q[0], cand, k)
+                return self._scan_rows(np.flatnonzero(ok), q[0], k)
             # otherwise one mat-vec over the contiguous matrix beats gathering the allowed rows
             scores = np.where(ok, self.V @ q[0], -np.inf)
             return _top(scores, np.arange(self.n), k)
         if n_ok < max(2000, self.n // 50):  # a very selective filter: graph search degrades, scan instead
-            cand = np.flatnonzero(ok)
-            return _top(self._V[cand] @ q[0], cand, k)
+            return self._scan_rows(np.flatnonzero(ok), q[0], k)
         return self._faiss(q, k, np.packbits(ok, bitorder="little"))
 
     def _graph_search(self, query, k, exclude):
@@ -284,9 +282,12 @@ class Catalogue:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         q = np.ascontiguousarray(query, np.float32).reshape(1, self.dim)
         if n_ok < max(2000, self.n // 50):
-            cand = np.flatnonzero(np.unpackbits(bitmap, count=self.n, bitorder="little"))
-            return _top(self._V[cand] @ q[0], cand, k)
+            return self._scan_rows(np.flatnonzero(np.unpackbits(bitmap, count=self.n, bitorder="little")), q[0], k)
         return self._faiss(q, k, bitmap)
+
+    def _scan_rows(self, cand: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over the given (ascending) positions only: their rows gathered and scored."""
+        return _top(self._V[cand] @ q, cand, k)
 
     def _faiss(self, q, k, bitmap):
         import faiss

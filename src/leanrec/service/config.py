@@ -44,7 +44,7 @@ class ServiceConfig:
     pgvector_max_scan_tuples: int = 20_000
     # a filter that selects at most this many items is answered exactly from the in-memory
     # matrix (cost ∝ its size) instead of a walk that may visit max_scan_tuples rows for it
-    pgvector_filter_scan_rows: int = 50_000  # ≈ 22 ms at 256-d (benchmarks/filter_scan.py)
+    pgvector_filter_scan_rows: int = 50_000  # 1M × 256-d: 11.8 ms at 25k rows, 44 ms at 100k (filter_scan.py)
     persist_interval_s: float = 30.0   # how often a changed index is written to data_dir
     # limits
     max_body_bytes: int = 8 * 1024 * 1024
