@@ -2,10 +2,10 @@
 
     python benchmarks/pgvector_recall.py [--queries 150] [--ef 1000]
 
-Reads what ``benchmarks/pgvector_scale.py`` left (the 1M-item store and its HNSW index, which
-it does not rebuild) and takes the first ``--queries`` users of that benchmark's sample (seed
-42, so the same users). For each user: the service's walk (seen items excluded, ``ef_search``),
-its tie-aware recall@10 against the exact numpy top 10, the categories of both lists and of the
+Reads what ``benchmarks/pgvector_scale.py --ann hnsw`` left (the 1M-item store and its HNSW
+index, which it does not rebuild; an IVFFlat index there stops it) and takes the first
+``--queries`` users of that benchmark's sample (seed 42, so the same users). For each user:
+the service's walk (seen items excluded, ``ef_search``), its tie-aware recall@10 against the exact numpy top 10, the categories of both lists and of the
 user's history. For every user the walk misses, it also measures these remedies:
 
 * ``scan100k`` — ``max_scan_tuples`` 100,000 instead of 20,000 (a longer iterative scan);
@@ -81,6 +81,10 @@ def main() -> None:
                       hnsw_ef_construction=args.hnsw_ef_construction)
         ids, V = load_vectors(vectors)
         enc = json.loads((vectors / "manifest.json").read_text())["config"]["model_id"]
+        have = store.ann_index(enc)
+        if have is None or have["kind"] != "hnsw":
+            raise SystemExit(f"this analysis is of the HNSW walk, and the table has {have and have['kind']!r}: run "
+                             "benchmarks/pgvector_scale.py --ann hnsw --hnsw-ef-construction 200 first")
         import pyarrow.dataset as pads
 
         items = pads.dataset(synth / "items").to_table(columns=["item_id", "category"]).to_pandas()

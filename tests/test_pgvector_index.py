@@ -190,6 +190,102 @@ def test_the_table_is_vector_d_with_an_hnsw_inner_product_index(loaded):
     assert store.ensure_hnsw_index("enc") == index.index_name
 
 
+@pytest.fixture
+def ivf_loaded(loaded, monkeypatch):
+    """The same 600 rows behind an IVFFlat index of 10 lists (the 10k-row floor lowered)."""
+    from leanrec.service import store as store_module
+
+    monkeypatch.setattr(store_module, "IVFFLAT_MIN_ROWS", 100)
+    store, _, V, fields, alive = loaded
+    ivf = Store(store.url, vectors="pgvector", ann="ivfflat", ivfflat_lists=10)
+    yield ivf, V, fields, alive
+    ivf.close()
+
+
+@pytest.mark.parametrize("conds, n_exclude", CASES)
+def test_ivfflat_probing_every_list_equals_exact_search(ivf_loaded, conds, n_exclude):
+    """With probes = lists the IVFFlat scan reads every row: its answers must be the exact
+    ones, exclusions and filters included — the same contract as the HNSW walk."""
+    from leanrec.service.pgvector_index import PgVectorIndex
+
+    store, V, fields, alive = ivf_loaded
+    index = PgVectorIndex(store, "enc", V.shape[1], probes=10, settings={"enable_seqscan": "off"})
+    assert index.index_name == store.ann_index_name("enc") and index.index_name.endswith("_ivfflat")
+    assert f"Index Scan using {index.index_name}" in index.plan(V[0], 10, exclude_ids=["i1"])
+    rng = np.random.default_rng(len(conds) * 100 + n_exclude)
+    ok_filter = alive & allowed_exact(fields, conds)
+    for trial in range(6):
+        q = unit(1, V.shape[1], 3000 + trial)[0]
+        near = [p for p in np.argsort(-(V @ q)) if alive[p]][:n_exclude]
+        ex = [f"i{p}" for p in near] + [f"i{p}" for p in rng.integers(0, len(V), 5)]
+        ok = ok_filter.copy()
+        ok[[int(x[1:]) for x in ex]] = False
+        want_ids, want_scores = exact_top(V, q, ok, 10)
+        ids, scores = index.search_ids(q, 10, exclude_ids=ex, filters=conds)
+        assert ids == want_ids, trial
+        np.testing.assert_allclose(scores, want_scores, rtol=0, atol=1e-5)
+
+
+def test_ivfflat_iterative_scan_probes_more_lists_past_the_excluded(ivf_loaded):
+    """One list probed, the 400 nearest items excluded: most rows of the nearest list are
+    excluded, so a plain scan ends short of ten; the iterative scan (pgvector >= 0.8) goes
+    on to further lists until ten rows pass."""
+    from leanrec.service.pgvector_index import PgVectorIndex
+
+    store, V, fields, alive = ivf_loaded
+    index = PgVectorIndex(store, "enc", V.shape[1], probes=1, max_probes=10, settings={"enable_seqscan": "off"})
+    if not index.iterative:
+        pytest.skip(f"pgvector {index.version} has no iterative index scans (0.8 has)")
+    plain = PgVectorIndex(store, "enc", V.shape[1], probes=1, iterative_scan="off", settings={"enable_seqscan": "off"})
+    with pytest.raises(StoreError, match="one of off, relaxed_order with ivfflat"):
+        PgVectorIndex(store, "enc", V.shape[1], iterative_scan="strict_order")
+    short = 0
+    for trial in range(10):
+        q = unit(1, V.shape[1], 4000 + trial)[0]
+        near = [f"i{p}" for p in np.argsort(-(V @ q)) if alive[p]][:400]
+        ids, _ = index.search_ids(q, 10, exclude_ids=near, exact_fallback=False)
+        assert len(ids) == 10 and not set(ids) & set(near)
+        short += len(plain.search_ids(q, 10, exclude_ids=near, exact_fallback=False)[0]) < 10
+    assert short >= 5
+
+
+def test_the_store_keeps_one_approximate_index_of_the_configured_kind(loaded, monkeypatch):
+    """Switching ``ann`` drops the other kind (two would compete in the planner); an IVFFlat
+    index is not built on too few rows (searches scan exactly meanwhile), and with automatic
+    lists one that has fallen 4x behind the table's growth is rebuilt at the next start."""
+    from leanrec.service import store as store_module
+    from leanrec.service.pgvector_index import PgVectorIndex
+
+    store, hnsw_index, V, fields, alive = loaded
+    assert store.ann_index("enc")["kind"] == "hnsw"
+    ivf = Store(store.url, vectors="pgvector", ann="ivfflat")  # 570 rows: under the 10k floor
+    index = PgVectorIndex(ivf, "enc", V.shape[1])
+    assert index.index_name is None and store.ann_index("enc") is None  # the HNSW index is gone
+    with store.engine.connect() as conn:
+        assert tuple(conn.execute(text("SELECT hnsw_m, hnsw_ef_construction FROM pgvector_encoders")).one()) == (
+            None, None)
+    want, _ = exact_top(V, V[7], alive, 10)
+    assert index.search_ids(V[7], 10)[0] == want  # no index: an exact scan
+    monkeypatch.setattr(store_module, "IVFFLAT_MIN_ROWS", 100)
+    monkeypatch.setattr(Store, "ivfflat_lists_for", staticmethod(lambda rows: rows // 100))
+    assert ivf.ensure_ann_index("enc") == ivf.ann_index_name("enc")
+    assert ivf.ann_index("enc")["options"] == {"lists": "5"} and ivf.ann_index("enc")["rows"] == 570
+    ivf.upsert_items([item(f"m{k}") for k in range(1400)], unit(1400, V.shape[1], 21), "enc")
+    assert ivf.ensure_ann_index("enc") and ivf.ann_index("enc")["options"] == {"lists": "5"}  # 19 < 4 * 5
+    ivf.upsert_items([item(f"n{k}") for k in range(500)], unit(500, V.shape[1], 22), "enc")
+    ivf.ensure_ann_index("enc")
+    assert ivf.ann_index("enc")["options"] == {"lists": "24"}  # 24 >= 4 * 5: rebuilt
+    fixed = Store(store.url, vectors="pgvector", ann="ivfflat", ivfflat_lists=3)
+    fixed.ensure_ann_index("enc")
+    assert fixed.ann_index("enc")["options"] == {"lists": "24"}  # a fixed count keeps what is built
+    back = Store(store.url, vectors="pgvector", hnsw_m=8, hnsw_ef_construction=32)
+    assert back.ensure_ann_index("enc") == back.hnsw_index_name("enc") and back.ann_index("enc")["kind"] == "hnsw"
+    with pytest.raises(StoreError, match="ann must be one of hnsw, ivfflat"):
+        Store(store.url, ann="annoy")
+    for s in (ivf, fixed, back):
+        s.close()
+
+
 def test_filters_are_terms_kept_in_step_with_fields_and_served_by_the_gin_index(loaded):
     """filter_terms follow every write of an item's fields; a selective filter's exact
     fall-back reads the GIN index (not the whole table) and never the HNSW graph."""
@@ -266,6 +362,13 @@ def test_pgvector_index_needs_postgresql(tmp_path):
         ServiceConfig(db="postgresql://u@h/db", index="pgvector", hnsw_m=200).check()
     with pytest.raises(ValueError, match="pgvector_filter_scan_rows"):
         ServiceConfig(db="postgresql://u@h/db", index="pgvector", pgvector_filter_scan_rows=-1).check()
+    with pytest.raises(ValueError, match="pgvector_ann must be hnsw or ivfflat"):
+        ServiceConfig(db="postgresql://u@h/db", index="pgvector", pgvector_ann="annoy").check()
+    with pytest.raises(ValueError, match="relaxed_order, off with pgvector_ann = 'ivfflat'"):
+        ServiceConfig(db="postgresql://u@h/db", index="pgvector", pgvector_ann="ivfflat",
+                      pgvector_iterative_scan="strict_order").check()
+    with pytest.raises(ValueError, match="ivfflat_probes"):
+        ServiceConfig(db="postgresql://u@h/db", index="pgvector", ivfflat_probes=0).check()
     st = Store(f"sqlite:///{tmp_path / 's.db'}")
     st.migrate()
     with pytest.raises(StoreError, match="needs a PostgreSQL store"):
@@ -289,15 +392,20 @@ class RandEncoder:
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-@pytest.mark.parametrize("max_scan_tuples, filter_scan_rows", [(20_000, 0), (12, 0), (20_000, 100_000)])
-def test_service_with_pgvector_serves_the_lists_of_the_exact_index(tmp_path, pg_url, max_scan_tuples,
-                                                                   filter_scan_rows):
+@pytest.mark.parametrize("ann, max_scan_tuples, filter_scan_rows",
+                         [("hnsw", 20_000, 0), ("hnsw", 12, 0), ("hnsw", 20_000, 100_000), ("ivfflat", 20_000, 0)])
+def test_service_with_pgvector_serves_the_lists_of_the_exact_index(tmp_path, pg_url, monkeypatch, ann,
+                                                                   max_scan_tuples, filter_scan_rows):
     """With a scan budget of 12 rows most filtered walks end short: the service then answers
     from its in-memory matrix, exactly (the same lists as the exact index). With
-    ``pgvector_filter_scan_rows`` above the filters' sizes no filtered request walks the graph."""
+    ``pgvector_filter_scan_rows`` above the filters' sizes no filtered request walks the graph.
+    With IVFFlat probing all of its 4 lists, the same lists as the exact index."""
     from sqlalchemy import event
 
+    from leanrec.service import store as store_module
     from leanrec.service.core import RecService
+
+    monkeypatch.setattr(store_module, "IVFFLAT_MIN_ROWS", 100)
 
     fields = catalogue_fields(300)
     items = [{"item_id": f"i{k}", "text": f"item number {k}", "fields": fields[k]} for k in range(300)]
@@ -312,20 +420,26 @@ def test_service_with_pgvector_serves_the_lists_of_the_exact_index(tmp_path, pg_
         pgv = RecService(ServiceConfig(db=pg_url, data_dir=str(tmp_path / "b"), index="pgvector",
                                        hnsw_ef_search=300 if max_scan_tuples > 100 else 10,
                                        pgvector_max_scan_tuples=max_scan_tuples,
-                                       pgvector_filter_scan_rows=filter_scan_rows), encoder=RandEncoder()).start()
-        walks = []
+                                       pgvector_filter_scan_rows=filter_scan_rows, pgvector_ann=ann,
+                                       ivfflat_lists=4, ivfflat_probes=4), encoder=RandEncoder()).start()
+        walks, masks = [], []
         event.listen(pgv.store.engine, "before_cursor_execute",
                      lambda conn, cur, stmt, *a: walks.append(stmt) if "<#>" in stmt else None)
+        filter_mask = pgv.cat.filter_mask
+        monkeypatch.setattr(pgv.cat, "filter_mask", lambda c: masks.append(c) or filter_mask(c))
         try:
             assert pgv.stats()["index"] == "pgvector" and exact.stats()["index"] == "exact"
             assert pgv.cat.hnsw is None  # no faiss graph next to PostgreSQL's
+            assert pgv.store.ann_index(pgv.encoder.model_id)["kind"] == ann
             for u in range(8):
                 for filters in ([], [("genres", "comedy")], [("genres", "drama"), ("color", "red")]):
                     for exclude_seen in (True, False):
                         a = exact.recommend(f"u{u}", 10, exclude_seen=exclude_seen, filters=filters)
-                        n_walks = len(walks)
+                        n_walks, n_masks = len(walks), len(masks)
                         b = pgv.recommend(f"u{u}", 10, exclude_seen=exclude_seen, filters=filters)
                         assert len(walks) - n_walks == (0 if filters and filter_scan_rows else 1)
+                        if len(walks) > n_walks and len(b["items"]) == 10 and max_scan_tuples > 100:
+                            assert len(masks) == n_masks  # PostgreSQL answered: no mask built
                         assert a["model"] == b["model"] == "content:rand-24" and not b["cold_start"]
                         assert [i["item_id"] for i in a["items"]] == [i["item_id"] for i in b["items"]]
                         np.testing.assert_allclose([i["score"] for i in a["items"]],

@@ -73,6 +73,12 @@ def test_selective_filters_and_inverted_index_follow_changes():
     assert all(cat.fields[p]["cat"] == "c3" and cat.fields[p]["tags"] == ["odd"] for p in np.flatnonzero(both))
     cat.compact()
     assert cat.filter_mask([("cat", "other")]).sum() == 1 and cat.n_dead == 0
+    # a filter's positions are cached until the next change, and only until then
+    key = ("cat", "other")
+    assert cat._posting(key) is cat._posting(key)
+    before = cat._posting(key)
+    cat.upsert(["rare2"], _data()[1][:1], [{"cat": "Other"}], [1.0])
+    assert cat._posting(key) is not before and cat.filter_mask([("cat", "OTHER")]).sum() == 2
 
 
 def test_exact_search_gathers_a_selective_filter_with_the_same_answer(monkeypatch):
@@ -89,12 +95,16 @@ def test_exact_search_gathers_a_selective_filter_with_the_same_answer(monkeypatc
         mask = cat.filter_mask(conditions)
         assert cat.filter_size(conditions) >= mask.sum()
         answers = []
-        for share in (1, 10**9):  # always gather; never gather (n // 10**9 == 0)
+        # always gather (in blocks of 7 rows, and of 2048); never gather (n // 10**9 == 0)
+        for share, block in ((1, 7), (1, 2048), (10**9, 2048)):
             monkeypatch.setattr(catalogue_module, "GATHER_SHARE", share)
+            monkeypatch.setattr(catalogue_module, "GATHER_BLOCK", block)
             answers.append(cat.search(cat.vector("i7"), 20, exclude=seen, mask=mask))
-        (pa, sa), (pb, sb) = answers
-        assert pa.tolist() == pb.tolist() and len(pa) == min(20, int(cat.allowed(seen, mask).sum()))
-        np.testing.assert_allclose(sa, sb, atol=1e-6)
+        (pa, sa), *others = answers
+        assert len(pa) == min(20, int(cat.allowed(seen, mask).sum()))
+        for pb, sb in others:
+            assert pa.tolist() == pb.tolist()
+            np.testing.assert_allclose(sa, sb, atol=1e-6)
     assert cat.filter_size([("cat", "C3")]) == cat.filter_size([("cat", "c3")]) > 0
     assert cat.filter_size([]) is None and cat.filter_size([("cat", "nowhere")]) == 0
 

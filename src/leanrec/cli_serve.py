@@ -226,7 +226,8 @@ def store_load(
             raise typer.Exit(2) from None
         finally:
             store.close()
-    rebuilt = "; its HNSW index was dropped, the service rebuilds it at start-up" if out["hnsw_index_dropped"] else ""
+    rebuilt = ("; its approximate index was dropped, the service rebuilds it at start-up"
+               if out["ann_index_dropped"] else "")
     console.print(f"{out['items']:,} items ({out['created']:,} new, {out['replaced']:,} replaced), {out['dim']}-d "
                   f"vectors of {out['encoder_id']} and {out['events']:,} events in {out['store']} by "
                   f"{out['method']} in {out['seconds']['total']:.1f} s{rebuilt}", soft_wrap=True)

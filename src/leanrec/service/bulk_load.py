@@ -20,9 +20,10 @@ item gets a fresh change number, events are appended in ``(timestamp, item_id)``
 order the library reads a history in). User profiles are not written: the service computes
 a user's profile from the history at the first read.
 
-A large load into a pgvector table that already has its HNSW index drops the index (every
-row insert would otherwise walk the graph); the service builds it again at start-up
-(:meth:`Store.ensure_hnsw_index`), once, over all rows.
+A large load into a pgvector table that already has its approximate index drops the index
+(every row insert would otherwise walk the HNSW graph; an IVFFlat index would keep centroids
+learnt from the rows before the load); the service builds it again at start-up
+(:meth:`Store.ensure_ann_index`), once, over all rows.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .store import Store
 
 __all__ = ["BulkLoadError", "load_catalogue", "HNSW_DROP_ROWS"]
 
-HNSW_DROP_ROWS = 10_000  # from this many loaded vectors an existing HNSW index is rebuilt, not updated
+HNSW_DROP_ROWS = 10_000  # from this many loaded vectors an existing HNSW or IVFFlat index is rebuilt
 COPY_CHUNK = 200_000
 ProgressFn = Callable[[str, int, int], None]
 
@@ -226,7 +227,7 @@ def _load_generic(store: Store, encoder_id, ids, texts, fields, vectors, ev, say
                                              chunk["value"])])
                 say("events", min(lo + 50_000, m), m)
         seconds["events"] = time.perf_counter() - t
-    return {"created": created, "replaced": n - created, "hnsw_index_dropped": False, "method": "insert"}
+    return {"created": created, "replaced": n - created, "ann_index_dropped": False, "method": "insert"}
 
 
 def _copy_csv(cur, sql: str, frame, say, phase: str, total: int, done: int = 0) -> None:
@@ -243,7 +244,8 @@ def _load_postgres(store: Store, encoder_id, ids, texts, fields, vectors, ev, sa
 
     table = store.vector_table(encoder_id)
     vt, dim, n = table.name, int(vectors.shape[1]), len(ids)
-    index = store.hnsw_index_name(encoder_id)
+    ann = store.ann_index(encoder_id)
+    index = ann["name"] if ann is not None else None
     others = [t for e, t, _ in _registered(store) if e != encoder_id]
     now = time.time()
     fairy = store.engine.raw_connection()
@@ -276,8 +278,7 @@ def _load_postgres(store: Store, encoder_id, ids, texts, fields, vectors, ev, sa
         seconds["items"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        cur.execute("SELECT 1 FROM pg_indexes WHERE tablename = %s AND indexname = %s", (vt, index))
-        dropped = cur.fetchone() is not None and n >= HNSW_DROP_ROWS
+        dropped = index is not None and n >= HNSW_DROP_ROWS
         if dropped:
             cur.execute(f"DROP INDEX {index}")
         cur.execute(f"CREATE TEMP TABLE leanrec_load_vectors (item_id text, embedding vector({dim:d})) "
@@ -317,7 +318,7 @@ def _load_postgres(store: Store, encoder_id, ids, texts, fields, vectors, ev, sa
         for name in ("items", vt, *(["events"] if ev is not None else [])):
             conn.execute(text(f"ANALYZE {name}"))
     seconds["analyze"] = time.perf_counter() - t
-    return {"created": n - replaced, "replaced": replaced, "hnsw_index_dropped": dropped, "method": "copy"}
+    return {"created": n - replaced, "replaced": replaced, "ann_index_dropped": dropped, "method": "copy"}
 
 
 def _registered(store: Store) -> list[tuple[str, str, int]]:

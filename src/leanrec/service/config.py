@@ -44,7 +44,14 @@ class ServiceConfig:
     pgvector_max_scan_tuples: int = 20_000
     # a filter that selects at most this many items is answered exactly from the in-memory
     # matrix (cost ∝ its size) instead of a walk that may visit max_scan_tuples rows for it
-    pgvector_filter_scan_rows: int = 50_000  # 1M × 256-d: 11.8 ms at 25k rows, 44 ms at 100k (filter_scan.py)
+    pgvector_filter_scan_rows: int = 50_000  # 1M × 256-d: 8.8 ms at 25k rows, 27 ms at 100k (filter_scan.py)
+    # pgvector's approximate index: hnsw (the hnsw_* settings) or ivfflat, which scans the
+    # ivfflat_probes lists whose centroids are nearest (an iterative scan up to max_probes);
+    # its centroids come from the rows present when it is built (see Store.ensure_ivfflat_index)
+    pgvector_ann: str = "hnsw"          # hnsw | ivfflat
+    ivfflat_lists: int = 0              # 0: rows / 1000 up to 1M rows, sqrt(rows) beyond
+    ivfflat_probes: int = 32
+    ivfflat_max_probes: int = 128
     persist_interval_s: float = 30.0   # how often a changed index is written to data_dir
     # limits
     max_body_bytes: int = 8 * 1024 * 1024
@@ -85,9 +92,17 @@ class ServiceConfig:
         if backend != "postgresql":
             raise ValueError(f"index = 'pgvector' needs a PostgreSQL store (db = postgresql://USER@HOST/DB), "
                              f"got db = {self.db!r}")
-        if self.pgvector_iterative_scan not in ("relaxed_order", "strict_order", "off"):
-            raise ValueError("pgvector_iterative_scan must be relaxed_order, strict_order or off, "
-                             f"got {self.pgvector_iterative_scan!r}")
+        if self.pgvector_ann not in ("hnsw", "ivfflat"):
+            raise ValueError(f"pgvector_ann must be hnsw or ivfflat, got {self.pgvector_ann!r}")
+        modes = ("relaxed_order", "strict_order", "off") if self.pgvector_ann == "hnsw" else ("relaxed_order", "off")
+        if self.pgvector_iterative_scan not in modes:
+            raise ValueError(f"pgvector_iterative_scan must be {', '.join(modes)} with pgvector_ann = "
+                             f"{self.pgvector_ann!r}, got {self.pgvector_iterative_scan!r}")
+        if int(self.ivfflat_lists) < 0:
+            raise ValueError(f"ivfflat_lists must be >= 0 (0: from the row count), got {self.ivfflat_lists!r}")
+        for name in ("ivfflat_probes", "ivfflat_max_probes"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if not 2 <= int(self.hnsw_m) <= 100:
             raise ValueError(f"hnsw_m must be in 2..100 with index = 'pgvector', got {self.hnsw_m!r}")
         if not 2 * int(self.hnsw_m) <= int(self.hnsw_ef_construction) <= 1000:

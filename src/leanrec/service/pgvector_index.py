@@ -1,17 +1,20 @@
-"""Nearest-neighbour search in PostgreSQL: the content model's read path on pgvector's HNSW.
+"""Nearest-neighbour search in PostgreSQL: the content model's read path on pgvector's HNSW
+or IVFFlat index.
 
 :class:`PgVectorIndex` answers what the service asks of ``Catalogue.search`` — the top-k
 items by inner product with a query vector, never a deleted item, an excluded (seen) item
 or one outside a field filter — with one SQL query on the encoder's ``vector(d)`` table
-(``store.vector_table``), whose HNSW index (``vector_ip_ops``) serves ``ORDER BY embedding
-<#> :q LIMIT :k``. ``<#>`` is the *negative* inner product, so scores are ``-distance``; on
+(``store.vector_table``), whose approximate index (``vector_ip_ops``; the store's ``ann``:
+HNSW, or IVFFlat, which scans the ``probes`` lists whose centroids are nearest) serves
+``ORDER BY embedding <#> :q LIMIT :k``. ``<#>`` is the *negative* inner product, so scores are ``-distance``; on
 normalised vectors that is the cosine similarity.
 
 Exclusions and filters. A plain HNSW scan yields at most ``hnsw.ef_search`` candidates and
 filters them *afterwards*, so a user who has seen many of the nearest items, or a selective
 filter, would get fewer than k. pgvector >= 0.8 resumes the graph walk until k rows pass
 (``hnsw.iterative_scan``; ``relaxed_order`` lets results come back slightly out of order,
-which is why rows are re-sorted here), bounded by ``hnsw.max_scan_tuples``. On older
+which is why rows are re-sorted here), bounded by ``hnsw.max_scan_tuples`` (IVFFlat: it probes more lists, up to
+``ivfflat.max_probes``; it has no ``strict_order``). On older
 pgvector the query over-fetches ``k + |excluded|`` instead. Filters are the service's field
 filters (``field:value``, case-insensitive, a list field matching any element), tested as
 ``filter_terms @> ARRAY['field:value', …]`` on the vector table itself (migration 0004: the
@@ -49,6 +52,7 @@ from .schema import items
 from .store import Store, StoreError
 
 ITERATIVE_MODES = ("off", "relaxed_order", "strict_order")
+IVFFLAT_ITERATIVE_MODES = ("off", "relaxed_order")
 MAX_EF_SEARCH = 1000  # pgvector's limit
 
 # the terms of a request's filters, lower-cased by the server as leanrec_filter_terms does
@@ -68,30 +72,38 @@ class PgVectorIndex:
     ``ef_search``: candidates the HNSW walk keeps (recall vs latency; raised to k);
     ``iterative_scan``: ``relaxed_order`` (default), ``strict_order`` or ``off``;
     ``max_scan_tuples``: how far an iterative walk may go before giving up (pgvector's
-    default 20 000); ``settings``: more transaction-local planner settings sent with each
-    query (e.g. ``{"enable_seqscan": "off"}`` to keep a small table on its index in tests).
-    The constructor runs the one-off DDL (the table and its HNSW index); searches run none.
+    default 20 000). With the store's ``ann = "ivfflat"``: ``probes`` lists are scanned
+    (recall vs latency, like ``ef_search``) and an iterative scan probes up to
+    ``max_probes`` (raised to ``probes``). ``settings``: more transaction-local planner
+    settings sent with each query (e.g. ``{"enable_seqscan": "off"}`` to keep a small table
+    on its index in tests). The constructor runs the one-off DDL (the table and its index,
+    :meth:`Store.ensure_ann_index`); searches run none.
     """
 
     kind = "pgvector"
 
     def __init__(self, store: Store, encoder_id: str, dim: int, *, ef_search: int = 64,
-                 iterative_scan: str = "relaxed_order", max_scan_tuples: int = 20_000, build_index: bool = True,
-                 settings: dict[str, str] | None = None):
+                 iterative_scan: str = "relaxed_order", max_scan_tuples: int = 20_000, probes: int = 32,
+                 max_probes: int = 128, build_index: bool = True, settings: dict[str, str] | None = None):
         store.require_pgvector()
-        if iterative_scan not in ITERATIVE_MODES:
-            raise StoreError(f"pgvector_iterative_scan must be one of {', '.join(ITERATIVE_MODES)}, "
+        self.ann = store.ann
+        modes = ITERATIVE_MODES if self.ann == "hnsw" else IVFFLAT_ITERATIVE_MODES
+        if iterative_scan not in modes:
+            raise StoreError(f"pgvector_iterative_scan must be one of {', '.join(modes)} with {self.ann}, "
                              f"got {iterative_scan!r}")
         if not 1 <= int(ef_search) <= MAX_EF_SEARCH:
             raise StoreError(f"hnsw_ef_search must be in 1..{MAX_EF_SEARCH} for pgvector, got {ef_search!r}")
+        if int(probes) < 1 or int(max_probes) < 1:
+            raise StoreError(f"ivfflat_probes and ivfflat_max_probes must be >= 1, got {probes!r}, {max_probes!r}")
         self.store, self.encoder_id, self.dim = store, encoder_id, int(dim)
         self.ef_search, self.max_scan_tuples = int(ef_search), int(max_scan_tuples)
+        self.probes, self.max_probes = int(probes), max(int(probes), int(max_probes))
         self.settings = {str(k): str(v) for k, v in (settings or {}).items()}
         self.version = store.pgvector_version()
         self.iterative = _version_tuple(self.version) >= (0, 8)
         self.iterative_scan = iterative_scan if self.iterative else "off"
         self.table = store.vector_table(encoder_id, self.dim)
-        self.index_name = store.ensure_hnsw_index(encoder_id) if build_index else None
+        self.index_name = store.ensure_ann_index(encoder_id) if build_index else None
         t = self.table
         self._dist = t.c.embedding.max_inner_product(bindparam("q", type_=t.c.embedding.type)).label("d")
         self._base = (select(t.c.item_id, self._dist).join(items, items.c.item_id == t.c.item_id)
@@ -117,9 +129,16 @@ class PgVectorIndex:
         # a custom plan per query: the planner sees this query's filter terms (a rare term is
         # answered from the GIN index, not the graph) and the seen-list as a constant array,
         # which PostgreSQL >= 15 tests through a hash table rather than element by element
-        pairs = [("hnsw.ef_search", str(ef)), ("plan_cache_mode", "force_custom_plan")]
-        if self.iterative:
-            pairs += [("hnsw.iterative_scan", self.iterative_scan), ("hnsw.max_scan_tuples", str(self.max_scan_tuples))]
+        pairs = [("plan_cache_mode", "force_custom_plan")]
+        if self.ann == "ivfflat":
+            pairs += [("ivfflat.probes", str(self.probes))]
+            if self.iterative:
+                pairs += [("ivfflat.iterative_scan", self.iterative_scan), ("ivfflat.max_probes", str(self.max_probes))]
+        else:
+            pairs += [("hnsw.ef_search", str(ef))]
+            if self.iterative:
+                pairs += [("hnsw.iterative_scan", self.iterative_scan),
+                          ("hnsw.max_scan_tuples", str(self.max_scan_tuples))]
         pairs += list(self.settings.items())
         if exact:
             pairs += [("enable_seqscan", "on")]

@@ -42,7 +42,13 @@ from .schema import (
 )
 
 VECTOR_MODES = ("auto", "bytes", "pgvector")
-PGVECTOR_MAX_INDEXED_DIM = 2000  # pgvector's HNSW limit for the vector type
+PGVECTOR_MAX_INDEXED_DIM = 2000  # pgvector's HNSW and IVFFlat limit for the vector type
+ANN_KINDS = ("hnsw", "ivfflat")  # pgvector's approximate indexes
+# IVFFlat learns its list centroids from the rows present when it is built: below this many
+# rows it is not built (the table is scanned exactly, a few ms), so that a service started on
+# an empty table does not keep centroids drawn from nothing
+IVFFLAT_MIN_ROWS = 10_000
+IVFFLAT_STALE_GROWTH = 4  # auto lists: rebuilt at start-up when the auto value has grown this much
 
 
 class StoreError(RuntimeError):
@@ -102,23 +108,30 @@ def _chunks(seq: Sequence, n: int = 500):
 class Store:
     """``vectors``: where item vectors live — ``auto`` (pgvector tables when the database is
     PostgreSQL with the extension installed, else ``item_vectors``), ``bytes`` (always
-    ``item_vectors``) or ``pgvector`` (required: an error when unavailable). ``hnsw_m`` and
-    ``hnsw_ef_construction`` build the HNSW index of an encoder's table when
-    :meth:`ensure_hnsw_index` creates it (pgvector: m in 2..100, ef_construction in
-    2·m..1000); an existing index keeps the settings it was built with (recorded in
-    ``pgvector_encoders``).
+    ``item_vectors``) or ``pgvector`` (required: an error when unavailable). ``ann`` is the
+    approximate index :meth:`ensure_ann_index` gives an encoder's table: ``hnsw`` (built with
+    ``hnsw_m`` and ``hnsw_ef_construction``: m in 2..100, ef_construction in 2·m..1000; an
+    existing index keeps the settings it was built with, recorded in ``pgvector_encoders``) or
+    ``ivfflat`` (``ivfflat_lists`` lists, 0 = pgvector's guidance from the row count, see
+    :meth:`ivfflat_lists_for`).
 
     Switching an existing store between modes loses nothing: ``pgvector`` moves the bytes
     vectors of an encoder into its table on first use; ``bytes`` does not read the pgvector
     tables, so the service re-encodes the items it finds without a vector.
     """
 
-    def __init__(self, url: str, *, vectors: str = "auto", hnsw_m: int = 16, hnsw_ef_construction: int = 64):
+    def __init__(self, url: str, *, vectors: str = "auto", hnsw_m: int = 16, hnsw_ef_construction: int = 64,
+                 ann: str = "hnsw", ivfflat_lists: int = 0):
         self.url = url
         if vectors not in VECTOR_MODES:
             raise StoreError(f"vectors must be one of {', '.join(VECTOR_MODES)}, got {vectors!r}")
-        self.vector_mode = vectors
+        if ann not in ANN_KINDS:
+            raise StoreError(f"ann must be one of {', '.join(ANN_KINDS)}, got {ann!r}")
+        if int(ivfflat_lists) < 0:
+            raise StoreError(f"ivfflat_lists must be >= 0 (0: from the row count), got {ivfflat_lists!r}")
+        self.vector_mode, self.ann = vectors, ann
         self.hnsw_m, self.hnsw_ef_construction = int(hnsw_m), int(hnsw_ef_construction)
+        self.ivfflat_lists = int(ivfflat_lists)
         self._pgvector: bool | None = None  # resolved on first use (after the migrations)
         self._vec_tables: dict[str, object] = {}  # encoder id -> its Table (pgvector mode)
         try:
@@ -186,8 +199,8 @@ class Store:
 
     def vector_table(self, encoder_id: str, dim: int | None = None):
         """The pgvector table of an encoder (None when it has none, has no bytes vectors to
-        move in, and ``dim`` is None); with ``dim``, created if missing (its HNSW index is
-        :meth:`ensure_hnsw_index`'s). The first use in a process also moves that encoder's
+        move in, and ``dim`` is None); with ``dim``, created if missing (its approximate index is
+        :meth:`ensure_ann_index`'s). The first use in a process also moves that encoder's
         ``item_vectors`` rows into it. DDL runs here, once per encoder and process, in its own
         transaction — never inside a write's transaction, never per request."""
         table = self._vec_tables.get(encoder_id)
@@ -263,6 +276,87 @@ class Store:
     def hnsw_index_name(self, encoder_id: str) -> str:
         return vector_table_name(encoder_id) + "_hnsw"
 
+    def ann_index_name(self, encoder_id: str, kind: str | None = None) -> str:
+        """The name of an encoder's ``kind`` index (default: this store's ``ann``)."""
+        return vector_table_name(encoder_id) + "_" + (kind or self.ann)
+
+    def ann_index(self, encoder_id: str) -> dict | None:
+        """The approximate index an encoder's table has now, read from PostgreSQL's catalogue:
+        ``{"name", "kind", "options": {"lists": "1000"}, "rows"}``; None when it has none."""
+        name = vector_table_name(encoder_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(text(
+                "SELECT c.relname, a.amname, c.reloptions FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid "
+                "JOIN pg_am a ON a.oid = c.relam "
+                "WHERE x.indrelid = to_regclass(:t) AND a.amname IN ('hnsw', 'ivfflat') "
+                "ORDER BY c.relname LIMIT 1"), {"t": name}).first()
+            if row is None:
+                return None
+            rows = conn.execute(text(f"SELECT count(*) FROM {name}")).scalar()
+        options = dict(o.split("=", 1) for o in (row[2] or []))
+        return {"name": row[0], "kind": row[1], "options": options, "rows": int(rows)}
+
+    @staticmethod
+    def ivfflat_lists_for(rows: int) -> int:
+        """pgvector's guidance for IVFFlat: rows / 1000 lists up to 1M rows, √rows beyond."""
+        return max(1, rows // 1000 if rows <= 1_000_000 else int(round(rows ** 0.5)))
+
+    def ensure_ann_index(self, encoder_id: str) -> str | None:
+        """Give an encoder's table this store's ``ann`` index (:meth:`ensure_hnsw_index` or
+        :meth:`ensure_ivfflat_index`) and drop an index of the other kind: two approximate
+        indexes on one column would both be kept up on every write, and the planner, not the
+        configuration, would choose which one a query walks. Returns the index name, or None
+        where an IVFFlat index is not built yet (too few rows: searches scan exactly)."""
+        other = "ivfflat" if self.ann == "hnsw" else "hnsw"
+        name = vector_table_name(encoder_id)
+        with self.engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
+            conn.execute(text(f"DROP INDEX IF EXISTS {self.ann_index_name(encoder_id, other)}"))
+            if other == "hnsw":
+                conn.execute(update(pgvector_encoders).where(pgvector_encoders.c.encoder_id == encoder_id)
+                             .values(hnsw_m=None, hnsw_ef_construction=None))
+        return self.ensure_hnsw_index(encoder_id) if self.ann == "hnsw" else self.ensure_ivfflat_index(encoder_id)
+
+    def _indexable(self, encoder_id: str, kind: str):
+        table = self.vector_table(encoder_id)
+        if table is None:
+            raise StoreError(f"encoder {encoder_id!r} has no vector table yet")
+        if table.c.embedding.type.dim > PGVECTOR_MAX_INDEXED_DIM:
+            raise StoreError(f"pgvector's {kind} index holds at most {PGVECTOR_MAX_INDEXED_DIM} dimensions; "
+                             f"encoder {encoder_id!r} has {table.c.embedding.type.dim}")
+        return table
+
+    def ensure_ivfflat_index(self, encoder_id: str) -> str | None:
+        """Create the IVFFlat index (inner product) of an encoder's table if it has none and
+        holds at least ``IVFFLAT_MIN_ROWS`` rows; returns its name (None: not built).
+
+        Why IVFFlat next to HNSW: at 1M items the HNSW walk for profiles that mix several
+        categories ends in the wrong region of the graph (recall@10 0.943 at ef_search 1000,
+        ``benchmarks/pgvector_recall.py``), while probing the nearest lists scans every row
+        of them (0.967 at 20 of 1,000 lists), and the index builds in 74 s instead of 537 s.
+        The price: its centroids come from the rows present at build time. With automatic
+        lists (``ivfflat_lists = 0``) an index whose list count has fallen
+        ``IVFFLAT_STALE_GROWTH``× behind the table's growth is rebuilt here (blocking
+        writes to that table for the build); with a fixed count it is kept."""
+        table = self._indexable(encoder_id, "IVFFlat")
+        name, index = table.name, self.ann_index_name(encoder_id, "ivfflat")
+        with self.engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
+            rows = int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar())
+            want = self.ivfflat_lists or self.ivfflat_lists_for(rows)
+            built = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = :i"), {"i": index}).first()
+            if built is not None:
+                lists = int(dict(o.split("=", 1) for o in built[0] or []).get("lists", 100))
+                if self.ivfflat_lists or want < IVFFLAT_STALE_GROWTH * lists:
+                    return index
+                conn.execute(text(f"DROP INDEX {index}"))
+            if rows < IVFFLAT_MIN_ROWS:
+                return None
+            conn.execute(text(f"CREATE INDEX {index} ON {name} USING ivfflat (embedding vector_ip_ops) "
+                              f"WITH (lists = {int(want):d})"))
+            conn.execute(text(f"ANALYZE {name}"))
+        return index
+
     def ensure_hnsw_index(self, encoder_id: str) -> str:
         """Create the HNSW index (inner product, ``vector_ip_ops``) of an encoder's table if it
         has none, with this store's ``hnsw_m`` / ``hnsw_ef_construction``; returns its name.
@@ -271,10 +365,8 @@ class Store:
         that only keeps vectors pays no graph upkeep, and a bulk load is fastest with the
         index built once afterwards. Building blocks writes to that table meanwhile (for
         1M×384 vectors, minutes; raise ``maintenance_work_mem`` so the graph fits in memory)."""
-        table = self.vector_table(encoder_id)
-        if table is None:
-            raise StoreError(f"encoder {encoder_id!r} has no vector table yet")
-        name, dim = table.name, table.c.embedding.type.dim
+        table = self._indexable(encoder_id, "HNSW")
+        name = table.name
         index = self.hnsw_index_name(encoder_id)
         m, efc = self.hnsw_m, self.hnsw_ef_construction
         with self.engine.begin() as conn:
@@ -282,9 +374,6 @@ class Store:
             if conn.execute(text("SELECT 1 FROM pg_indexes WHERE tablename = :t AND indexname = :i"),
                             {"t": name, "i": index}).first() is not None:
                 return index
-            if dim > PGVECTOR_MAX_INDEXED_DIM:
-                raise StoreError(f"pgvector's HNSW index holds at most {PGVECTOR_MAX_INDEXED_DIM} dimensions; "
-                                 f"encoder {encoder_id!r} has {dim}")
             if not 2 <= m <= 100:
                 raise StoreError(f"hnsw_m must be in 2..100 for pgvector, got {m}")
             if efc < 2 * m or efc > 1000:
