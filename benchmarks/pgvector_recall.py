@@ -5,8 +5,9 @@
 Reads what ``benchmarks/pgvector_scale.py --ann hnsw`` left (the 1M-item store and its HNSW
 index, which it does not rebuild; an IVFFlat index there stops it) and takes the first
 ``--queries`` users of that benchmark's sample (seed 42, so the same users). For each user:
-the service's walk (seen items excluded, ``ef_search``), its tie-aware recall@10 against the exact numpy top 10, the categories of both lists and of the
-user's history. For every user the walk misses, it also measures these remedies:
+the service's walk (seen items excluded, ``ef_search``), its tie-aware recall@10 against the
+exact numpy top 10, the categories of both lists and of the user's history. For every user
+the walk misses, it also measures these remedies:
 
 * ``scan100k`` — ``max_scan_tuples`` 100,000 instead of 20,000 (a longer iterative scan);
 * ``strict`` — ``iterative_scan = strict_order``;
