@@ -249,7 +249,7 @@ def test_ivfflat_iterative_scan_probes_more_lists_past_the_excluded(ivf_loaded):
     assert short >= 5
 
 
-def test_the_store_keeps_one_approximate_index_of_the_configured_kind(loaded, monkeypatch):
+def test_the_store_keeps_one_approximate_index_of_the_configured_kind(loaded, monkeypatch, caplog):
     """Switching ``ann`` drops the other kind (two would compete in the planner); an IVFFlat
     index is not built on too few rows (searches scan exactly meanwhile), and with automatic
     lists one that has fallen 4x behind the table's growth is rebuilt at the next start."""
@@ -259,7 +259,9 @@ def test_the_store_keeps_one_approximate_index_of_the_configured_kind(loaded, mo
     store, hnsw_index, V, fields, alive = loaded
     assert store.ann_index("enc")["kind"] == "hnsw"
     ivf = Store(store.url, vectors="pgvector", ann="ivfflat")  # 570 rows: under the 10k floor
-    index = PgVectorIndex(ivf, "enc", V.shape[1])
+    with caplog.at_level("WARNING", logger="leanrec.service"):
+        index = PgVectorIndex(ivf, "enc", V.shape[1])
+    assert "ann = ivfflat: dropping the hnsw index" in caplog.text
     assert index.index_name is None and store.ann_index("enc") is None  # the HNSW index is gone
     with store.engine.connect() as conn:
         assert tuple(conn.execute(text("SELECT hnsw_m, hnsw_ef_construction FROM pgvector_encoders")).one()) == (

@@ -15,6 +15,7 @@ The store picks the pgvector tables by itself when the extension is installed
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
@@ -308,10 +309,13 @@ class Store:
         configuration, would choose which one a query walks. Returns the index name, or None
         where an IVFFlat index is not built yet (too few rows: searches scan exactly)."""
         other = "ivfflat" if self.ann == "hnsw" else "hnsw"
-        name = vector_table_name(encoder_id)
+        name, stale = vector_table_name(encoder_id), self.ann_index_name(encoder_id, other)
         with self.engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
-            conn.execute(text(f"DROP INDEX IF EXISTS {self.ann_index_name(encoder_id, other)}"))
+            if conn.execute(text("SELECT to_regclass(:i)"), {"i": stale}).scalar() is not None:
+                logging.getLogger("leanrec.service").warning(
+                    "ann = %s: dropping the %s index %s of encoder %r", self.ann, other, stale, encoder_id)
+                conn.execute(text(f"DROP INDEX {stale}"))
             if other == "hnsw":
                 conn.execute(update(pgvector_encoders).where(pgvector_encoders.c.encoder_id == encoder_id)
                              .values(hnsw_m=None, hnsw_ef_construction=None))
