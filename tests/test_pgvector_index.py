@@ -100,24 +100,30 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("conds, n_exclude", CASES)
-def test_search_equals_exact_search_with_exclusions_and_filters(loaded, conds, n_exclude):
-    store, index, V, fields, alive = loaded
+def assert_exact_answers(index, V, fields, alive, conds, n_exclude, trials: int, seed: int, modes=(False,)):
+    """``index.search_ids`` (with ``exact`` in ``modes``) returns the exact top 10 for random
+    queries whose nearest ``n_exclude`` items are excluded — the hardest case for an index."""
     rng = np.random.default_rng(len(conds) * 100 + n_exclude)
     ok_filter = alive & allowed_exact(fields, conds)
-    for trial in range(8):
-        q = unit(1, V.shape[1], 1000 + trial)[0]
-        # exclude the items nearest to the query: the hardest case for a graph walk
+    for trial in range(trials):
+        q = unit(1, V.shape[1], seed + trial)[0]
         near = [p for p in np.argsort(-(V @ q)) if alive[p]][:n_exclude]
         ex = [f"i{p}" for p in near] + [f"i{p}" for p in rng.integers(0, len(V), 5)]
         ok = ok_filter.copy()
         ok[[int(x[1:]) for x in ex]] = False
         want_ids, want_scores = exact_top(V, q, ok, 10)
-        for exact in (True, False):  # a full scan, and the HNSW index (recall@10 must be 1.0 here)
+        for exact in modes:
             ids, scores = index.search_ids(q, 10, exclude_ids=ex, filters=conds, exact=exact)
             assert ids == want_ids, (exact, trial)
             np.testing.assert_allclose(scores, want_scores, rtol=0, atol=1e-5)
             assert scores.dtype == np.float32 and np.all(np.diff(scores) <= 0)
+
+
+@pytest.mark.parametrize("conds, n_exclude", CASES)
+def test_search_equals_exact_search_with_exclusions_and_filters(loaded, conds, n_exclude):
+    store, index, V, fields, alive = loaded
+    # a full scan, and the HNSW index (recall@10 must be 1.0 here)
+    assert_exact_answers(index, V, fields, alive, conds, n_exclude, 8, 1000, modes=(True, False))
 
 
 def test_iterative_scan_fills_k_past_a_small_ef_search(loaded):
@@ -212,18 +218,7 @@ def test_ivfflat_probing_every_list_equals_exact_search(ivf_loaded, conds, n_exc
     index = PgVectorIndex(store, "enc", V.shape[1], probes=10, settings={"enable_seqscan": "off"})
     assert index.index_name == store.ann_index_name("enc") and index.index_name.endswith("_ivfflat")
     assert f"Index Scan using {index.index_name}" in index.plan(V[0], 10, exclude_ids=["i1"])
-    rng = np.random.default_rng(len(conds) * 100 + n_exclude)
-    ok_filter = alive & allowed_exact(fields, conds)
-    for trial in range(6):
-        q = unit(1, V.shape[1], 3000 + trial)[0]
-        near = [p for p in np.argsort(-(V @ q)) if alive[p]][:n_exclude]
-        ex = [f"i{p}" for p in near] + [f"i{p}" for p in rng.integers(0, len(V), 5)]
-        ok = ok_filter.copy()
-        ok[[int(x[1:]) for x in ex]] = False
-        want_ids, want_scores = exact_top(V, q, ok, 10)
-        ids, scores = index.search_ids(q, 10, exclude_ids=ex, filters=conds)
-        assert ids == want_ids, trial
-        np.testing.assert_allclose(scores, want_scores, rtol=0, atol=1e-5)
+    assert_exact_answers(index, V, fields, alive, conds, n_exclude, 6, 3000)
 
 
 def test_ivfflat_iterative_scan_probes_more_lists_past_the_excluded(ivf_loaded):
