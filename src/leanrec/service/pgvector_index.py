@@ -6,15 +6,15 @@ items by inner product with a query vector, never a deleted item, an excluded (s
 or one outside a field filter — with one SQL query on the encoder's ``vector(d)`` table
 (``store.vector_table``), whose approximate index (``vector_ip_ops``; the store's ``ann``:
 HNSW, or IVFFlat, which scans the ``probes`` lists whose centroids are nearest) serves
-``ORDER BY embedding <#> :q LIMIT :k``. ``<#>`` is the *negative* inner product, so scores are ``-distance``; on
-normalised vectors that is the cosine similarity.
+``ORDER BY embedding <#> :q LIMIT :k``. ``<#>`` is the *negative* inner product, so scores
+are ``-distance``; on normalised vectors that is the cosine similarity.
 
 Exclusions and filters. A plain HNSW scan yields at most ``hnsw.ef_search`` candidates and
 filters them *afterwards*, so a user who has seen many of the nearest items, or a selective
 filter, would get fewer than k. pgvector >= 0.8 resumes the graph walk until k rows pass
 (``hnsw.iterative_scan``; ``relaxed_order`` lets results come back slightly out of order,
-which is why rows are re-sorted here), bounded by ``hnsw.max_scan_tuples`` (IVFFlat: it probes more lists, up to
-``ivfflat.max_probes``; it has no ``strict_order``). On older
+which is why rows are re-sorted here), bounded by ``hnsw.max_scan_tuples`` (IVFFlat: it
+probes more lists, up to ``ivfflat.max_probes``; it has no ``strict_order``). On older
 pgvector the query over-fetches ``k + |excluded|`` instead. Filters are the service's field
 filters (``field:value``, case-insensitive, a list field matching any element), tested as
 ``filter_terms @> ARRAY['field:value', …]`` on the vector table itself (migration 0004: the
