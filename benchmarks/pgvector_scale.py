@@ -401,7 +401,10 @@ def main() -> None:
             builds[key] = time.perf_counter() - t0
             builds_file.write_text(json.dumps(builds, indent=1))
             _log(f"index built in {builds[key]:.1f} s")
-        index_name = store.ann_index(encoder_id)["name"]
+        built = store.ann_index(encoder_id)
+        if built is None:  # IVFFlat below Store's IVFFLAT_MIN_ROWS: the service would scan exactly
+            raise SystemExit(f"no {args.ann} index on {n_items:,} rows: IVFFlat needs at least 10,000")
+        index_name = built["name"]
         result["index"] = {"name": index_name, "kind": want[0], "options": want[1], "build_s": builds.get(key)}
         vt_name = store.vector_table(encoder_id).name
         with store.engine.connect() as conn:

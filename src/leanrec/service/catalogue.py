@@ -234,7 +234,8 @@ class Catalogue:
 
     def _posting(self, key: tuple[str, str]) -> np.ndarray:
         """The positions of one filter key as an array, cached until the catalogue changes:
-        a set of 50k ints costs ~5 ms to turn into an array, a cached array ~0.1 ms to scatter."""
+        turning the set into an array for every request cost a 4.5 ms median for categories of
+        at most 50k items and 23 ms above that (1M items, the service profiled in-process)."""
         hit = self._postings.get(key)
         if hit is not None and hit[0] == self.version:
             return hit[1]

@@ -101,6 +101,11 @@ def _upsert(conn: Connection, table, rows: list[dict], keys: Sequence[str], upda
     conn.execute(stmt, rows)
 
 
+def _reloptions(options: list[str] | None) -> dict[str, str]:
+    """``pg_class.reloptions`` (``["lists=1000"]``) as a dict."""
+    return dict(o.split("=", 1) for o in options or [])
+
+
 def _chunks(seq: Sequence, n: int = 500):
     for i in range(0, len(seq), n):
         yield seq[i:i + n]
@@ -275,7 +280,7 @@ class Store:
         return table
 
     def hnsw_index_name(self, encoder_id: str) -> str:
-        return vector_table_name(encoder_id) + "_hnsw"
+        return self.ann_index_name(encoder_id, "hnsw")
 
     def ann_index_name(self, encoder_id: str, kind: str | None = None) -> str:
         """The name of an encoder's ``kind`` index (default: this store's ``ann``)."""
@@ -283,19 +288,14 @@ class Store:
 
     def ann_index(self, encoder_id: str) -> dict | None:
         """The approximate index an encoder's table has now, read from PostgreSQL's catalogue:
-        ``{"name", "kind", "options": {"lists": "1000"}, "rows"}``; None when it has none."""
-        name = vector_table_name(encoder_id)
+        ``{"name", "kind", "options": {"lists": "1000"}}``; None when it has none."""
         with self.engine.connect() as conn:
             row = conn.execute(text(
                 "SELECT c.relname, a.amname, c.reloptions FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid "
                 "JOIN pg_am a ON a.oid = c.relam "
                 "WHERE x.indrelid = to_regclass(:t) AND a.amname IN ('hnsw', 'ivfflat') "
-                "ORDER BY c.relname LIMIT 1"), {"t": name}).first()
-            if row is None:
-                return None
-            rows = conn.execute(text(f"SELECT count(*) FROM {name}")).scalar()
-        options = dict(o.split("=", 1) for o in (row[2] or []))
-        return {"name": row[0], "kind": row[1], "options": options, "rows": int(rows)}
+                "ORDER BY c.relname LIMIT 1"), {"t": vector_table_name(encoder_id)}).first()
+        return None if row is None else {"name": row[0], "kind": row[1], "options": _reloptions(row[2])}
 
     @staticmethod
     def ivfflat_lists_for(rows: int) -> int:
@@ -337,7 +337,8 @@ class Store:
         Why IVFFlat next to HNSW: at 1M items the HNSW walk for profiles that mix several
         categories ends in the wrong region of the graph (recall@10 0.943 at ef_search 1000,
         ``benchmarks/pgvector_recall.py``), while probing the nearest lists scans every row
-        of them (0.967 at 20 of 1,000 lists), and the index builds in 74 s instead of 537 s.
+        of them (0.974 at 20 of 1,000 lists, ``benchmarks/pgvector_scale.py --ann ivfflat``),
+        and the index builds in 73 s instead of 537 s.
         The price: its centroids come from the rows present at build time. With automatic
         lists (``ivfflat_lists = 0``) an index whose list count has fallen
         ``IVFFLAT_STALE_GROWTH``× behind the table's growth is rebuilt here (blocking
@@ -350,7 +351,7 @@ class Store:
             want = self.ivfflat_lists or self.ivfflat_lists_for(rows)
             built = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = :i"), {"i": index}).first()
             if built is not None:
-                lists = int(dict(o.split("=", 1) for o in built[0] or []).get("lists", 100))
+                lists = int(_reloptions(built[0]).get("lists", 100))  # 100: pgvector's default
                 if self.ivfflat_lists or want < IVFFLAT_STALE_GROWTH * lists:
                     return index
                 conn.execute(text(f"DROP INDEX {index}"))
