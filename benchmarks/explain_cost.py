@@ -3,7 +3,7 @@
 For 50 users (seed 42) of MovieLens-100K, fitted on all events: the time of
 ``recommend(user, 10)`` and of ``explain_items`` on those 10 items, medians and p90 side by
 side in one run, plus the largest |Σ parts − score| seen (the exactness check). One thread
-(``cost.threads.thread_budget(1)``). Writes ``benchmarks/results/explain_cost.{json,md}``.
+(``core.threads.thread_budget(1)``). Writes ``benchmarks/results/explain_cost.{json,md}``.
 
     python benchmarks/explain_cost.py
 """
@@ -26,7 +26,7 @@ USERS, K, SEED = 50, 10, 42
 
 
 def main() -> None:
-    from leanrec.cost.threads import thread_budget
+    from leanrec.core.threads import thread_budget
     from leanrec.data.sources.movielens import load_ml100k
     from leanrec.explain import explain_items
     from leanrec.models import EASE, ContentRecommender, Hybrid, MostPopular

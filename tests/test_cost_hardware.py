@@ -11,7 +11,7 @@ import pytest
 from leanrec.cost.hardware import (INSTRUCTION_FLAGS, PeakMemory, current_rss_bytes, machine_info,
                                    parse_cpuinfo, peak_rss_bytes)
 from leanrec.cost.roofline import bert_config_flops, bert_flops_per_token, matmul_rate
-from leanrec.cost.threads import default_threads, describe_threads, thread_budget
+from leanrec.core.threads import default_threads, describe_threads, thread_budget
 
 FAKE_CPUINFO = """processor\t: 0
 vendor_id\t: GenuineIntel

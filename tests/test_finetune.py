@@ -28,7 +28,7 @@ from leanrec.encoders.finetune import (
     mine_pairs,
     no_duplicate_batches,
 )
-from leanrec.models.base import History
+from leanrec.data.history import History
 
 # 3 epochs of 6 steps of 16 pairs on a 1-layer model: a few seconds a run
 TINY = {"layers": 1, "max_epochs": 3, "pairs_per_epoch": 96, "batch_size": 16, "lr": 1e-4, "patience": 3, "seed": 7}

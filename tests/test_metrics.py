@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from leanrec.eval.metrics import coverage, mrr_at_k, ndcg_at_k, recall_at_k, target_ranks
+from leanrec.core.metrics import coverage, mrr_at_k, ndcg_at_k, recall_at_k, target_ranks
 
 
 def test_rank_and_auc_by_hand():

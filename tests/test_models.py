@@ -7,7 +7,9 @@ from sklearn.base import clone
 
 from leanrec.data.schema import Dataset, Events, Items
 from leanrec.data.split import temporal_leave_one_out
-from leanrec.models import EASE, ContentRecommender, Hybrid, MostPopular, decay_weights, softmax
+from leanrec.core.ranking import softmax
+from leanrec.data.history import decay_weights
+from leanrec.models import EASE, ContentRecommender, Hybrid, MostPopular
 from leanrec.models.learned_hybrid import LearnedHybrid
 from leanrec.models.sequential import SequentialRecommender
 

@@ -10,7 +10,7 @@ import pytest
 
 from leanrec.data.interactions import generate_events
 from leanrec.data.products import generate_products, write_products
-from leanrec.models.content import decay_weights
+from leanrec.data.history import decay_weights
 from leanrec.scale import (
     ConfigMismatchError,
     EncoderSpec,

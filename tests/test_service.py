@@ -248,7 +248,7 @@ def test_profiles_fold_in_o_d_and_equal_the_library_user_vector(tmp_path):
             folded = folded.folded(v[None, :], np.array([t]), decay_factor(half_life))
         exact = Profile.from_history(V, ts, half_life, 8)
         np.testing.assert_allclose(folded.vector, exact.vector, rtol=1e-5, atol=1e-6)
-        from leanrec.models.content import decay_weights
+        from leanrec.data.history import decay_weights
 
         w = decay_weights(12, half_life)
         np.testing.assert_allclose(exact.vector, (w @ V) / w.sum(), rtol=1e-5, atol=1e-6)

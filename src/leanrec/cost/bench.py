@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import PipelineConfig
-from .quality import ratio_interval
+from ..core.bootstrap import ratio_interval
 
 __all__ = ["prepare_encoders", "run_worker", "run_ladder", "summarise"]
 

@@ -23,12 +23,13 @@ import threading
 from importlib import metadata
 from pathlib import Path
 
+from ..core.threads import THREAD_ENV_VARS
+
 __all__ = ["INSTRUCTION_FLAGS", "THREAD_ENV_VARS", "PACKAGES", "machine_info", "cpu_flags", "parse_cpuinfo",
            "peak_rss_bytes", "current_rss_bytes", "PeakMemory"]
 
 INSTRUCTION_FLAGS = ("avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni",
                      "amx_bf16", "amx_int8", "amx_tile")
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Distribution names as pip knows them; the key is what reports call them.
 PACKAGES = {"numpy": "numpy", "torch": "torch", "onnxruntime": "onnxruntime", "faiss": "faiss-cpu",
             "sentence-transformers": "sentence-transformers", "transformers": "transformers",

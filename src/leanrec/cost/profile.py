@@ -112,7 +112,7 @@ def profile_encoder(cfg: PipelineConfig, short_texts: Sequence[str], long_texts:
                     repeats: int = 3, latency_n: int = 200, roofline: bool = True,
                     pass_budget_s: float = 8.0, progress: Progress | None = None) -> dict:
     """Load time, model bytes, throughput (short and long texts), latency, roofline share."""
-    from .threads import thread_budget
+    from ..core.threads import thread_budget
 
     say = progress or (lambda _msg: None)
     out: dict = {"threads": cfg.threads, "batch_size": cfg.batch_size}
@@ -195,7 +195,7 @@ def profile_index(index, vectors: np.ndarray, queries: np.ndarray, *, exclude=No
     import faiss  # noqa: F401  (loaded before the budget is set, so the budget covers it)
 
     from ..vectors import ExactIndex, recall_at_k
-    from .threads import thread_budget
+    from ..core.threads import thread_budget
 
     with thread_budget(threads):
         t0 = time.perf_counter()
@@ -257,7 +257,7 @@ def profile_pipeline(cfg: PipelineConfig, dataset, long_texts: Sequence[str], *,
                      progress: Progress | None = None) -> dict:
     """Everything ``leanrec cost`` reports for one configuration, as a JSON-ready dict."""
     from .hardware import machine_info, peak_rss_bytes
-    from .threads import describe_threads
+    from ..core.threads import describe_threads
 
     t0 = time.perf_counter()
     texts = list(dataset.items.texts)

@@ -3,7 +3,7 @@
 Every rung of the cost ladder changes how item vectors are made (encoder backend,
 precision, pruning), stored (codec) or searched (index). Its quality is measured the same
 way for all of them: the content recommender's user vector (time-decayed mean of the
-user's history vectors, :func:`leanrec.models.content.decay_weights`) is the query, the
+user's history vectors, :func:`leanrec.data.history.user_vectors`) is the query, the
 index returns the top 10 with the user's earlier items excluded, and NDCG@10 / Recall@10
 are read off where the held-out item landed. The model is fitted on train+validation and
 scored on the test targets, both protocols (warm, and cold items ranked among cold items
@@ -25,11 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.metrics import ndcg_at_k, ranks_in_lists, recall_at_k
+from ..data.history import History, user_vectors
 from ..data.split import Split
-from ..models.base import History
-from ..models.content import decay_weights
 
-__all__ = ["ProtocolQuality", "protocol_queries", "rank_quality", "tune_half_life", "ratio_interval",
+__all__ = ["ProtocolQuality", "protocol_queries", "rank_quality", "tune_half_life",
            "DEFAULT_HALF_LIFE", "HALF_LIFE_GRID"]
 
 #: The content recommender's default half-life (events), used when none is tuned.
@@ -77,15 +77,7 @@ def protocol_queries(split: Split, history_vectors: np.ndarray, half_life: float
     local[candidates] = np.arange(len(candidates))
     users = targets.frame["user_id"].to_numpy()
     target_pos = targets.frame["item_pos"].to_numpy()
-    rows = history.rows(users)
-    queries = np.zeros((len(users), history_vectors.shape[1]), np.float32)
-    for k, r in enumerate(rows):
-        if r < 0:
-            continue
-        seq = history.sequences[r]
-        if len(seq):
-            w = decay_weights(len(seq), half_life)
-            queries[k] = (w @ history_vectors[seq]) / w.sum()
+    queries = user_vectors(history.sequences_of(history.rows(users)), history_vectors, half_life)
     exclude = []
     for seen, t in zip(targets.seen, target_pos):
         s = local[np.asarray(seen, np.int64)]
@@ -97,12 +89,10 @@ def protocol_queries(split: Split, history_vectors: np.ndarray, half_life: float
 def rank_quality(protocol: str, positions: np.ndarray, targets: np.ndarray, k: int = 10) -> ProtocolQuality:
     """NDCG@k and Recall@k from each user's returned top-k positions and target position."""
     top = np.asarray(positions)[:, :k]
-    hit = top == np.asarray(targets)[:, None]
-    rank = np.where(hit.any(1), hit.argmax(1) + 1, 0)
-    ndcg = np.zeros(len(rank))
-    ndcg[rank > 0] = 1.0 / np.log2(rank[rank > 0] + 1.0)
+    rank = ranks_in_lists(top, targets)  # a miss ranks len(list) + 1, past the cut-off
+    ndcg, recall = ndcg_at_k(rank, top.shape[1]), recall_at_k(rank, top.shape[1])
     return ProtocolQuality(protocol, float(ndcg.mean()) if len(ndcg) else float("nan"),
-                           float((rank > 0).mean()) if len(rank) else float("nan"), int(len(rank)), ndcg)
+                           float(recall.mean()) if len(rank) else float("nan"), int(len(rank)), ndcg)
 
 
 def tune_half_life(split: Split, vectors: np.ndarray, grid=HALF_LIFE_GRID) -> tuple[float | None, dict]:
@@ -122,19 +112,3 @@ def tune_half_life(split: Split, vectors: np.ndarray, grid=HALF_LIFE_GRID) -> tu
         if value > best_score:
             best, best_score = hl, value
     return best, scores
-
-
-def ratio_interval(a: np.ndarray, b: np.ndarray, *, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """95% paired bootstrap interval of mean(a) / mean(b) over the same users.
-
-    Why: on ML-100K one NDCG@10 has a standard error of ~10% of its value, so "keeps 0.98
-    of the reference" means little without the interval around it.
-    """
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    if a.shape != b.shape or not len(a):
-        raise ValueError("per-user arrays must be non-empty and of the same length (the same users)")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(a), size=(n_boot, len(a)))
-    num, den = a[idx].mean(1), b[idx].mean(1)
-    ratios = num[den > 0] / den[den > 0]
-    return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))

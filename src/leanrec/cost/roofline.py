@@ -168,7 +168,7 @@ def matmul_rate(precision: str = "fp32", *, threads: int = 1, m: int = 2048, k: 
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
             raise ValueError(f"{name} must be a non-negative number of seconds, got {value!r}")
 
-    from .threads import thread_budget
+    from ..core.threads import thread_budget
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((m, k), dtype=np.float32)

@@ -90,7 +90,7 @@ def measure_index(index, vectors: np.ndarray, queries: np.ndarray, exclude, *, t
     """:func:`profile_index` plus the process memory around the build, for the planner."""
     from .hardware import PeakMemory, current_rss_bytes
     from .profile import profile_index
-    from .threads import thread_budget
+    from ..core.threads import thread_budget
     from ..vectors import ExactIndex
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)  # load a memmap fully: it is the index's input

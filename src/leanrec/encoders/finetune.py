@@ -125,7 +125,7 @@ def mine_pairs(dataset, window: int = 3) -> np.ndarray:
     (users in id order), then by ``t``, then by ``d``. Repeated pairs are kept: a pair
     seen often is sampled often.
     """
-    from ..models.base import History
+    from ..data.history import History
 
     if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1:
         raise ValueError(f"window must be a positive integer, got {window!r}")
@@ -239,8 +239,8 @@ class ValidationSet:
         import scipy.sparse as sp
 
         from ..data.split import Targets, make_split
-        from ..models.base import History
-        from ..models.content import decay_weights
+        from ..data.history import History
+        from ..data.history import decay_weights
 
         last_n = _check_int("last_n", last_n, 1)
         split = make_split(dataset, "warm")

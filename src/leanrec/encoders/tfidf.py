@@ -15,9 +15,11 @@ from collections.abc import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.utils.validation import check_is_fitted
+
+from ..core.errors import NotFittedError
 
 from leanrec.encoders.base import (
     ProgressCallback,
@@ -88,7 +90,7 @@ class TfidfEncoder(BaseEstimator):
     def _check_fitted(self) -> TfidfVectorizer:
         try:
             check_is_fitted(self, "vectorizer_")
-        except NotFittedError:
+        except SklearnNotFittedError:
             raise NotFittedError(
                 "TfidfEncoder is not fitted yet: call .fit(corpus) with the item texts "
                 "before encode(), dim or model_id"

@@ -62,6 +62,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import stats
 
+from ..core.bootstrap import bootstrap_ci
+
 TESTS = ("wilcoxon", "t")
 PRIMARY = "ndcg@10"
 #: report order after the primary metric (others follow alphabetically)
@@ -71,7 +73,6 @@ VERDICTS = ("B better", "A better", "no significant difference", "identical", "i
 #: how a :class:`Comparison` was decided: per-user paired test of deterministic runs, of two
 #: single-seed instances of a seeded model, or Welch's t over per-seed means
 LEVELS = ("users", "instances", "seeds")
-_BOOT_CELLS = 4_000_000  # resample-matrix cells per chunk: bounds memory at ~32 MB whatever the user count
 
 
 @dataclass
@@ -164,28 +165,6 @@ def holm(p_values) -> np.ndarray:
     scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
     out[order] = np.maximum.accumulate(scaled)
     return out
-
-
-def bootstrap_ci(diffs: np.ndarray, *, n_boot: int = 10_000, alpha: float = 0.05,
-                 seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``mean(diffs)``, resampling users with replacement.
-
-    Vectorised in chunks (``_BOOT_CELLS`` cells at a time) so 10 000 resamples of 100 000
-    users do not need 8 GB. Same seed and same length → same resamples."""
-    d = np.asarray(diffs, dtype=float)
-    n = len(d)
-    if n == 0:
-        return math.nan, math.nan
-    if np.all(d == d[0]):  # every resample has the same mean
-        return float(d[0]), float(d[0])
-    rng = np.random.default_rng(seed)
-    chunk = max(1, _BOOT_CELLS // n)
-    means = np.empty(n_boot)
-    for start in range(0, n_boot, chunk):
-        stop = min(start + chunk, n_boot)
-        means[start:stop] = d[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
-    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
 
 
 def paired_p_value(a: np.ndarray, b: np.ndarray, test: str = "wilcoxon") -> float:

@@ -56,7 +56,7 @@ from ..data.schema import Dataset
 from ..data.split import Split, make_split
 from .abtest import PRIMARY, Comparison, seed_comparison
 from .evaluate import KS
-from .metrics import per_user_metrics
+from ..core.metrics import per_user_metrics
 from .tuning import TunedRun, tune_and_test
 
 __all__ = ["CompareConfig", "CompareResult", "ConfigError", "compare_configs", "fit_and_evaluate", "load_config",

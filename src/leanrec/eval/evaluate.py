@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ..data.split import Targets
-from ..models.base import top_k
-from .metrics import coverage, per_user_metrics, target_ranks
+from ..core.ranking import top_k
+from ..core.metrics import coverage, per_user_metrics, target_ranks
 
 KS = (10, 20)
 LIST_LENGTH = 20

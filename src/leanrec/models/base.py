@@ -25,62 +25,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
-from ..data.schema import TIMESTAMP, USER_ID, Dataset
-
-
-@dataclass(frozen=True)
-class History:
-    """User histories of a training set: a binary user × item matrix plus ordered sequences."""
-
-    user_ids: np.ndarray          # sorted distinct user ids, row order of ``matrix``
-    matrix: sp.csr_matrix         # float32 {0,1}: did user u interact with item i
-    sequences: list[np.ndarray]   # item positions in (timestamp, item id) order, per user
-    item_counts: np.ndarray       # events per item (popularity)
-
-    @classmethod
-    def from_dataset(cls, ds: Dataset) -> "History":
-        ev = ds.events.frame[[USER_ID, TIMESTAMP]].copy()
-        ev["item_pos"] = ds.item_positions
-        ev = ev.sort_values([USER_ID, TIMESTAMP, "item_pos"], kind="stable")
-        user_ids, rows = np.unique(ev[USER_ID].to_numpy(), return_inverse=True)
-        cols = ev["item_pos"].to_numpy()
-        matrix = sp.csr_matrix(
-            (np.ones(len(ev), np.float32), (rows, cols)), shape=(len(user_ids), ds.n_items)
-        )
-        matrix.data[:] = 1.0  # duplicates summed by the constructor: keep it binary
-        bounds = np.searchsorted(rows, np.arange(len(user_ids) + 1))
-        sequences = [cols[bounds[k]:bounds[k + 1]] for k in range(len(user_ids))]
-        counts = np.bincount(cols, minlength=ds.n_items).astype(np.float64)
-        return cls(user_ids, matrix, sequences, counts)
-
-    def rows(self, user_ids) -> np.ndarray:
-        """Row of each user id in ``matrix``; -1 for users without training history."""
-        ids = np.asarray(user_ids)
-        pos = np.searchsorted(self.user_ids, ids)
-        pos = np.clip(pos, 0, max(len(self.user_ids) - 1, 0))
-        found = len(self.user_ids) > 0
-        ok = found & (self.user_ids[pos] == ids) if found else np.zeros(len(ids), bool)
-        return np.where(ok, pos, -1)
-
-
-def softmax(scores: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax; ``-inf`` entries (excluded items) get probability 0."""
-    z = np.asarray(scores, np.float64) / temperature
-    z = z - np.max(z, axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k best entries per row, best first, ties broken by lower index (= item id)."""
-    k = min(k, scores.shape[-1])
-    if k <= 0:
-        return np.zeros(scores.shape[:-1] + (0,), np.int64)
-    # Stable sort on the negated scores keeps id order among equal scores.
-    return np.argsort(-scores, axis=-1, kind="stable")[..., :k]
+from ..core.errors import NotFittedError
+from ..core.ranking import softmax, top_k
+from ..data.history import History
+from ..data.schema import Dataset
 
 
 @dataclass(frozen=True)
@@ -149,7 +99,7 @@ class Recommender(BaseEstimator):
     # -- public API ---------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "history_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit(dataset) first")
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit(dataset) first")
 
     def score(self, user_ids) -> np.ndarray:
         self._check_fitted()

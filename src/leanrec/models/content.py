@@ -11,22 +11,11 @@ one no user has touched yet — can be scored.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from sklearn.base import clone
 
+from ..data.history import user_vectors, weighted_items
 from .base import Decomposition, Recommender
-
-
-def decay_weights(n: int, half_life: float | None) -> np.ndarray:
-    """Weights of a history of n events, oldest first; None or inf = plain mean."""
-    if half_life is None or math.isinf(half_life):
-        return np.ones(n, np.float64)
-    if half_life <= 0:
-        raise ValueError(f"half_life must be > 0, got {half_life}")
-    age = np.arange(n - 1, -1, -1, dtype=np.float64)
-    return 0.5 ** (age / half_life)
 
 
 def build_encoder(encoder, texts, cache="auto"):
@@ -64,14 +53,7 @@ class ContentRecommender(Recommender):
 
     def user_vectors(self, rows: np.ndarray) -> np.ndarray:
         """U_u for the given history rows (float32[len(rows), d])."""
-        V = self.item_vectors_
-        out = np.zeros((len(rows), V.shape[1]), np.float32)
-        for k, r in enumerate(rows):
-            seq = self.history_.sequences[r]
-            if len(seq):
-                w = decay_weights(len(seq), self.half_life)
-                out[k] = (w @ V[seq]) / w.sum()
-        return out
+        return user_vectors(self.history_.sequences_of(rows), self.item_vectors_, self.half_life)
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return self.user_vectors(rows) @ self.item_vectors_.T
@@ -81,10 +63,8 @@ class ContentRecommender(Recommender):
     def history_weights(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """(distinct history items, their normalised weights w_j / Σw): an item seen twice
         adds both events' weights."""
-        seq = self.history_.sequences[row]
-        w = decay_weights(len(seq), self.half_life)
-        items, inverse = np.unique(seq, return_inverse=True)
-        return items.astype(np.int64), np.bincount(inverse, weights=w / w.sum(), minlength=len(items))
+        items, weights = weighted_items(self.history_.sequences[row], self.half_life)
+        return items.astype(np.int64), weights
 
     def _decompose(self, row: int, items: np.ndarray) -> Decomposition:
         """⟨U, V_i⟩ = Σ_j (w_j / Σw) ⟨V_j, V_i⟩: exact."""

@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from ..eval.metrics import ndcg_at_k, target_ranks
+from ..core.metrics import ndcg_at_k, target_ranks
 from .base import Recommender
 from .content import build_encoder
 from .seqnet import POOLINGS
@@ -139,7 +139,7 @@ class SequentialRecommender(Recommender):
         """The project's one thread budget (torch, BLAS, faiss) for fit and scoring."""
         import torch  # noqa: F401  (imported first, so thread_budget limits it)
 
-        from ..cost.threads import thread_budget
+        from ..core.threads import thread_budget
 
         return contextlib.nullcontext() if self.threads is None else thread_budget(int(self.threads))
 
@@ -266,7 +266,7 @@ class SequentialRecommender(Recommender):
         ``dataset`` must have the same catalogue."""
         import copy
 
-        from .base import History
+        from ..data.history import History
 
         self._check_fitted()
         if not np.array_equal(np.asarray(dataset.items.ids), np.asarray(self.items_.ids)):

@@ -23,7 +23,7 @@ def local_cluster_env(threads_per_worker: int) -> dict[str, str]:
     """Environment for each worker process: BLAS/OpenMP pools sized to the thread budget.
 
     Set before the worker starts because a library's pool is sized when it loads (see
-    :func:`leanrec.cost.threads.thread_budget`); the tasks also run inside that budget.
+    :func:`leanrec.core.threads.thread_budget`); the tasks also run inside that budget.
     """
     n = str(int(threads_per_worker))
     return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n,

@@ -9,7 +9,7 @@ those rows and writes ``part-{k:05d}.ids.npy`` (int64 item ids) then ``part-{k:0
 The encoder is loaded once per worker process, not per partition: :func:`worker_encoder`
 keeps a module-level cache keyed by the :class:`EncoderSpec` (a worker process imports
 this module once; its tasks share it). Encoding runs inside
-:func:`~leanrec.cost.threads.thread_budget` with the spec's ``threads`` (ONNX Runtime and
+:func:`~leanrec.core.threads.thread_budget` with the spec's ``threads`` (ONNX Runtime and
 torch also get it at load time), so two workers on two cores do not oversubscribe them.
 
 A compressed copy (``codec="int8"``, ``"pq64"``...) is a second pass: the codec is fitted
@@ -110,7 +110,7 @@ def worker_encoder(spec: EncoderSpec):
     with _ENCODERS_LOCK:
         enc = _ENCODERS.get(spec)
         if enc is None:
-            from leanrec.cost.threads import thread_budget
+            from leanrec.core.threads import thread_budget
 
             with thread_budget(spec.threads):
                 enc = spec.load()
@@ -219,7 +219,7 @@ def encode_partition(part: dict[str, Any], out_dir: str, spec: EncoderSpec, dim:
     "skipped", "seconds"}``, or ``{"error": ...}`` for bad input (see
     :func:`~leanrec.scale.common.run_partitions`).
     """
-    from leanrec.cost.threads import thread_budget
+    from leanrec.core.threads import thread_budget
 
     out = Path(out_dir)
     t0 = time.perf_counter()

@@ -2,7 +2,7 @@
 
 The model is :class:`~leanrec.models.content.ContentRecommender`'s: a user's vector is the
 time-decayed mean of the vectors of the items in their history (ordered by timestamp, then
-item id; :func:`~leanrec.models.content.decay_weights`), scored by inner product against
+item id; :func:`~leanrec.data.history.user_vectors`), scored by inner product against
 every item, items already seen excluded. Users are split into partitions of
 ``partition_users`` consecutive user ids, so a task reads only its users' events
 (a Parquet filter on ``user_id``) and writes ``part-{k:05d}.parquet`` with columns
@@ -61,7 +61,7 @@ def _items(vectors_dir: str, vectors_hash: str, index_spec: str, threads: int):
         if hit is None:
             import pandas as pd
 
-            from leanrec.cost.threads import thread_budget
+            from leanrec.core.threads import thread_budget
             from leanrec.vectors import make_index
 
             from .encode import load_vectors
@@ -99,8 +99,8 @@ def recommend_partition(part: dict[str, Any], vectors_dir: str, vectors_hash: st
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from leanrec.cost.threads import thread_budget
-    from leanrec.models.content import decay_weights
+    from leanrec.core.threads import thread_budget
+    from leanrec.data.history import user_vectors
 
     from .common import _tmp_name
 
@@ -128,13 +128,9 @@ def recommend_partition(part: dict[str, Any], vectors_dir: str, vectors_hash: st
     t_read = time.perf_counter()
     users, starts = np.unique(ev["user_id"].to_numpy(), return_index=True)
     bounds = np.append(starts, len(ev))
-    U = np.zeros((len(users), vectors.shape[1]), np.float32)
-    seen = []
-    for u in range(len(users)):
-        seq = pos[bounds[u]:bounds[u + 1]]
-        w = decay_weights(len(seq), half_life)
-        U[u] = (w @ vectors[seq]) / w.sum()  # as ContentRecommender.user_vectors
-        seen.append(np.unique(seq))
+    sequences = [pos[bounds[u]:bounds[u + 1]] for u in range(len(users))]
+    U = user_vectors(sequences, vectors, half_life)  # as ContentRecommender.user_vectors
+    seen = [np.unique(seq) for seq in sequences]
     t_prof = time.perf_counter()
     with thread_budget(threads):
         top, scores = index.search(U, k, exclude=seen) if len(users) else (np.zeros((0, k), np.int64),

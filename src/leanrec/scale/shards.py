@@ -46,7 +46,7 @@ def _shard_done(folder: Path, rows: int) -> bool:
 
 def build_shard(shard: dict[str, Any], vectors_dir: str, out_dir: str, index_spec: str, threads: int) -> dict:
     """Build and save one shard from its encode partitions; skip it when already saved."""
-    from leanrec.cost.threads import thread_budget
+    from leanrec.core.threads import thread_budget
     from leanrec.vectors import make_index
 
     t0 = time.perf_counter()

@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..models.base import softmax
+from ..core.ranking import softmax
 from ..models.hybrid import zscore
 from ..models.persist import ModelFolder, _encoder_key, load_model_folder
 from .catalogue import Catalogue, _top
@@ -41,7 +41,8 @@ from .experiments import (
     interleave_report,
     team_draft,
 )
-from .profiles import Profile, decay_factor, profile_id
+from ..data.history import decay_factor
+from .profiles import Profile, profile_id
 from .store import Store
 
 log = logging.getLogger("leanrec.service")

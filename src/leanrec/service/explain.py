@@ -30,7 +30,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from ..explain import DEFAULT_VERB, KIND_VERBS, leaders, sentence
-from ..models.content import decay_weights
+from ..data.history import decay_weights
 from .schema import events
 
 TOLERANCE = 1e-4

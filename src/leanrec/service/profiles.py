@@ -16,18 +16,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..models.content import decay_weights
+from ..data.history import decayed_sum
 
 
 def profile_id(encoder_id: str, half_life: float | None) -> str:
     """Profiles depend on the item vectors and the decay; a change of either starts new ones."""
     return f"{encoder_id}|half_life={half_life}"
-
-
-def decay_factor(half_life: float | None) -> float:
-    if half_life is None or math.isinf(half_life):
-        return 1.0
-    return 0.5 ** (1.0 / half_life)
 
 
 class Profile(NamedTuple):
@@ -64,8 +58,8 @@ class Profile(NamedTuple):
         """The exact profile of a whole history given oldest first (what the library computes)."""
         if len(vectors) == 0:
             return cls.empty(dim)
-        w = decay_weights(len(vectors), half_life)
-        return cls(w @ np.asarray(vectors, np.float64), float(w.sum()), len(vectors), float(np.max(timestamps)))
+        total, weight = decayed_sum(vectors, half_life)
+        return cls(total, weight, len(vectors), float(np.max(timestamps)))
 
     def to_row(self, pid: str, user_id: str) -> dict:
         return {"profile_id": pid, "user_id": user_id, "vector": self.total.astype(np.float64).tobytes(),

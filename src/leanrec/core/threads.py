@@ -19,7 +19,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["thread_budget", "default_threads", "describe_threads"]
+__all__ = ["THREAD_ENV_VARS", "thread_budget", "default_threads", "describe_threads"]
+
+#: The environment variables that set thread pools before a process starts.
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
 def _check_threads(n, name: str = "n") -> int:
@@ -91,8 +94,6 @@ def describe_threads() -> dict:
     ``env`` (the thread environment variables, None when unset).
     """
     from threadpoolctl import threadpool_info
-
-    from .hardware import THREAD_ENV_VARS
 
     torch = sys.modules.get("torch")
     faiss = sys.modules.get("faiss")

@@ -45,6 +45,14 @@ def mrr_at_k(rank: np.ndarray, k: int) -> np.ndarray:
     return np.where(rank <= k, 1.0 / rank, 0.0)
 
 
+def ranks_in_lists(lists: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Rank (1 = best) of each row's target in its returned list, ``len(list) + 1`` where the
+    list misses it: for ranking through an index, which returns lists, not scores."""
+    top = np.asarray(lists)
+    hit = top == np.asarray(targets)[:, None]
+    return np.where(hit.any(1), hit.argmax(1) + 1, top.shape[1] + 1).astype(np.int64)
+
+
 def per_user_metrics(rank: np.ndarray, auc: np.ndarray, ks=(10, 20)) -> dict[str, np.ndarray]:
     """Per-user arrays (kept for paired A/B comparisons), named like ``ndcg@10``."""
     out: dict[str, np.ndarray] = {"auc": auc}

@@ -1,0 +1,108 @@
+"""User histories and the time-decayed user vector: one home for both.
+
+A user's content vector is the time-decayed weighted mean of the vectors of the items in
+their history, U_u = Σ_j w_j V_j / Σ_j w_j with w_j = 0.5 ** (age_j / half_life), age_j
+counted in events (the newest has age 0). The content recommender, the cost ladder's
+quality checks, the batch job that recommends for every user, the service's O(d) profiles
+and its explanations all compute exactly this, through the functions here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from .schema import TIMESTAMP, USER_ID, Dataset
+
+__all__ = ["History", "decay_weights", "decay_factor", "decayed_sum", "user_vectors", "weighted_items"]
+
+
+@dataclass(frozen=True)
+class History:
+    """User histories of a training set: a binary user × item matrix plus ordered sequences."""
+
+    user_ids: np.ndarray          # sorted distinct user ids, row order of ``matrix``
+    matrix: sp.csr_matrix         # float32 {0,1}: did user u interact with item i
+    sequences: list[np.ndarray]   # item positions in (timestamp, item id) order, per user
+    item_counts: np.ndarray       # events per item (popularity)
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset) -> "History":
+        ev = ds.events.frame[[USER_ID, TIMESTAMP]].copy()
+        ev["item_pos"] = ds.item_positions
+        ev = ev.sort_values([USER_ID, TIMESTAMP, "item_pos"], kind="stable")
+        user_ids, rows = np.unique(ev[USER_ID].to_numpy(), return_inverse=True)
+        cols = ev["item_pos"].to_numpy()
+        matrix = sp.csr_matrix(
+            (np.ones(len(ev), np.float32), (rows, cols)), shape=(len(user_ids), ds.n_items)
+        )
+        matrix.data[:] = 1.0  # duplicates summed by the constructor: keep it binary
+        bounds = np.searchsorted(rows, np.arange(len(user_ids) + 1))
+        sequences = [cols[bounds[k]:bounds[k + 1]] for k in range(len(user_ids))]
+        counts = np.bincount(cols, minlength=ds.n_items).astype(np.float64)
+        return cls(user_ids, matrix, sequences, counts)
+
+    def rows(self, user_ids) -> np.ndarray:
+        """Row of each user id in ``matrix``; -1 for users without training history."""
+        ids = np.asarray(user_ids)
+        pos = np.searchsorted(self.user_ids, ids)
+        pos = np.clip(pos, 0, max(len(self.user_ids) - 1, 0))
+        found = len(self.user_ids) > 0
+        ok = found & (self.user_ids[pos] == ids) if found else np.zeros(len(ids), bool)
+        return np.where(ok, pos, -1)
+
+    def sequences_of(self, rows: Iterable[int]) -> list[np.ndarray]:
+        """The sequence of each history row; an empty one for -1 (a user without history)."""
+        empty = np.zeros(0, np.int64)
+        return [self.sequences[r] if r >= 0 else empty for r in rows]
+
+
+def decay_weights(n: int, half_life: float | None) -> np.ndarray:
+    """Weights of a history of n events, oldest first; None or inf = plain mean."""
+    if half_life is None or math.isinf(half_life):
+        return np.ones(n, np.float64)
+    if half_life <= 0:
+        raise ValueError(f"half_life must be > 0, got {half_life}")
+    age = np.arange(n - 1, -1, -1, dtype=np.float64)
+    return 0.5 ** (age / half_life)
+
+
+def decay_factor(half_life: float | None) -> float:
+    """γ = 0.5 ** (1 / half_life): what one newer event multiplies every older weight by
+    (1 for the plain mean) — the running form of :func:`decay_weights`."""
+    if half_life is None or math.isinf(half_life):
+        return 1.0
+    return 0.5 ** (1.0 / half_life)
+
+
+def decayed_sum(vectors: np.ndarray, half_life: float | None) -> tuple[np.ndarray, float]:
+    """(Σ_j w_j V_j as float64[d], Σ_j w_j) of a history's vectors, oldest first: the
+    numerator and denominator of the user vector, which the service keeps as a running sum."""
+    w = decay_weights(len(vectors), half_life)
+    return w @ np.asarray(vectors, np.float64), float(w.sum())
+
+
+def user_vectors(sequences: Iterable[np.ndarray], item_vectors: np.ndarray, half_life: float | None) -> np.ndarray:
+    """U for each history (item positions, oldest first) as float32[n, d]; zeros for an
+    empty history."""
+    sequences = list(sequences)
+    out = np.zeros((len(sequences), item_vectors.shape[1]), np.float32)
+    for k, seq in enumerate(sequences):
+        if len(seq):
+            total, weight = decayed_sum(item_vectors[seq], half_life)
+            out[k] = total / weight
+    return out
+
+
+def weighted_items(sequence: np.ndarray, half_life: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct items of a history in ascending order, their normalised weights w_j / Σw):
+    the coefficients that split ⟨U, V_i⟩ exactly into per-history-item terms; an item seen
+    twice adds both events' weights."""
+    seq = np.asarray(sequence)
+    w = decay_weights(len(seq), half_life)
+    items, inverse = np.unique(seq, return_inverse=True)
+    return items, np.bincount(inverse, weights=w / w.sum(), minlength=len(items))
