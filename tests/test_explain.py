@@ -96,10 +96,11 @@ def test_hybrid_split_is_exact_and_centred():
     # share of that part averages to 0 (it says how much the item lifts this one above average)
     from leanrec.models.decompose import zscore_split
 
-    content = zscore_split(h.content_, "u", np.arange(5), None, np.ones(5))
+    user = h._users(h.history_.rows(["u"]))[0]
+    content = zscore_split(h.content_.scorer_, user, h.catalogue_, np.arange(5), None, np.ones(5))
     assert np.allclose(content.contributions.mean(axis=1), 0, atol=1e-9)
     cols = np.flatnonzero(h.has_events_)
-    cf = zscore_split(h.cf_, "u", cols, cols, np.ones(len(cols)))
+    cf = zscore_split(h.cf_.scorer_, user, h.catalogue_, cols, cols, np.ones(len(cols)))
     assert np.allclose(cf.contributions.mean(axis=1), 0, atol=1e-9)
     for e in explain_items(h, "u", [3, 4, 5]):
         assert e.total == pytest.approx(e.score, abs=1e-5)

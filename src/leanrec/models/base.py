@@ -70,6 +70,7 @@ class Recommender(BaseEstimator):
     """Base class; see the module docstring for the contract."""
 
     def fit(self, dataset: Dataset, y=None) -> "Recommender":
+        self._reset_scorer()
         self.items_ = dataset.items
         self.history_ = History.from_dataset(dataset)
         from ..explain import verb_for
@@ -82,19 +83,64 @@ class Recommender(BaseEstimator):
     def _fit(self, dataset: Dataset) -> None:
         raise NotImplementedError
 
-    def _score(self, rows: np.ndarray) -> np.ndarray:
-        """float32[len(rows), n_items] for rows of ``history_.matrix`` (all >= 0)."""
+    def live_scorer(self):
+        """The model's :class:`~leanrec.models.live.LiveScorer`: its formula, applied to any
+        history over any catalogue. The library scores through it too (``_score``)."""
         raise NotImplementedError
 
-    #: how ``_decompose`` splits a score (shown in explanations)
+    def _catalogue_vectors(self) -> np.ndarray | None:
+        """The item vectors the scorer reads from the catalogue (None: it reads none)."""
+        return None
+
+    #: how the model splits a score (shown in explanations)
     explain_method = "none"
 
+    # -- scoring through the scorer -------------------------------------------------
+    @property
+    def scorer_(self):
+        """The fitted model's scorer, built once (a copy that changes what it scores with
+        resets it: :meth:`_reset_scorer`)."""
+        cached = self.__dict__.get("_scorer")
+        if cached is None:
+            from .live import ItemCatalogue
+
+            self._check_fitted()
+            cached = (self.live_scorer(), ItemCatalogue(self.items_.ids, self._catalogue_vectors(),
+                                                        self.history_.item_counts))
+            self.__dict__["_scorer"] = cached
+        return cached[0]
+
+    @property
+    def catalogue_(self):
+        """The training catalogue as the scorer sees it (every item alive)."""
+        self.scorer_  # noqa: B018  (builds both)
+        return self.__dict__["_scorer"][1]
+
+    def _reset_scorer(self) -> None:
+        self.__dict__.pop("_scorer", None)
+
+    def _users(self, rows: np.ndarray) -> list:
+        """The training histories of ``rows`` as the scorer's users."""
+        from .live import LiveUser
+
+        ids = np.asarray(self.catalogue_.ids, dtype=object)
+        return [LiveUser.from_sequence(ids[self.history_.sequences[r]]) for r in rows]
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        """float32[len(rows), n_items] for rows of ``history_.matrix`` (all >= 0)."""
+        return self.scorer_.score(self._users(rows), self.catalogue_)
+
+    def _split(self, user, items: np.ndarray) -> Decomposition:
+        """The scorer's split of one user's scores (history as item ids)."""
+        return self.scorer_.decompose(user, self.catalogue_, items)
+
     def _decompose(self, row: int, items: np.ndarray) -> Decomposition:
-        """Default: no exact split — the whole score is unexplained, and says so."""
-        score = self._score(np.array([row]))[0, items].astype(np.float64)
-        return Decomposition(np.zeros(0, np.int64), np.zeros((0, len(items))), np.zeros(len(items)), score,
-                             self.explain_method,
-                             f"{type(self).__name__} has no exact split of its score into history items")
+        """The scorer's split, its history ids turned into positions (ascending)."""
+        d = self._split(self._users([row])[0], items)
+        pos = self.catalogue_.pos
+        hist = np.fromiter((pos[i] for i in d.history), np.int64, count=len(d.history))
+        order = np.argsort(hist, kind="stable")
+        return Decomposition(hist[order], d.contributions[order], d.base, d.unexplained, d.method, d.note)
 
     # -- public API ---------------------------------------------------------------
     def _check_fitted(self) -> None:

@@ -1,12 +1,11 @@
 """Content recommender: the language model's view of the catalogue.
 
 Item vectors V_i come from an encoder over the item text (L2-normalised). A user's vector
-is the time-decayed weighted mean of the vectors of the items in their history,
-U_u = Σ_j w_j V_j / Σ_j w_j with w_j = 0.5 ** (age_j / half_life), age_j counted in events
-(the newest has age 0). Scores are ⟨U_u, V_i⟩ and P(i|u) = softmax(⟨U_u, V_i⟩ / T).
-Because U_u is linear in the history, the score splits exactly into per-history-item
-contributions (the explanation issue builds on this), and any item with text — including
-one no user has touched yet — can be scored.
+is the time-decayed weighted mean of the vectors of the items in their history
+(:func:`leanrec.data.history.user_vectors`). Scores are ⟨U_u, V_i⟩ and
+P(i|u) = softmax(⟨U_u, V_i⟩ / T). Because U_u is linear in the history, the score splits
+exactly into per-history-item contributions, and any item with text — including one no
+user has touched yet — can be scored.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from sklearn.base import clone
 
 from ..data.history import user_vectors, weighted_items
 from .base import Decomposition, Recommender
+from .live import LiveScorer, encoder_spec, live_positions
 
 
 def build_encoder(encoder, texts, cache="auto"):
@@ -32,11 +32,71 @@ def build_encoder(encoder, texts, cache="auto"):
     return CachedEncoder(enc, EmbeddingCache()) if use_cache else enc
 
 
+class ContentScorer(LiveScorer):
+    """⟨U, V_i⟩ over the catalogue's vectors, U the decayed mean of the live history's
+    vectors (or the profile the caller keeps, ``LiveUser.vector``). Needs no training
+    catalogue: every item with text scores."""
+
+    kind = "content"
+    explain_method = "weighted mean of history vectors"
+    uses_profile = True
+    by_query = True
+    scores_new_items = True
+
+    def query(self, user, cat) -> np.ndarray:
+        if user.vector is not None:
+            return np.asarray(user.vector, np.float32)
+        return user_vectors([live_positions(cat, user.events)], cat.V, self.half_life)[0]
+
+    def score(self, users, cat) -> np.ndarray:
+        if all(u.vector is None for u in users):
+            U = user_vectors([live_positions(cat, u.events) for u in users], cat.V, self.half_life)
+        else:
+            U = np.stack([self.query(u, cat) for u in users]) if users else np.zeros((0, cat.V.shape[1]), np.float32)
+        return U @ cat.V.T
+
+    def history_weights(self, user, cat) -> tuple[list, np.ndarray]:
+        """(distinct live history items as ids, ascending position; their weights w_j / Σw)."""
+        seq = live_positions(cat, user.events)
+        if not len(seq):
+            return [], np.zeros(0)
+        items, weights = weighted_items(seq, self.half_life)
+        return [cat.ids[p] for p in items], weights
+
+    def decompose(self, user, cat, positions) -> Decomposition:
+        """⟨U, V_i⟩ = Σ_j (w_j / Σw) ⟨V_j, V_i⟩: exact."""
+        ids, a = self.history_weights(user, cat)
+        V = cat.V
+        hist = np.fromiter((cat.pos[i] for i in ids), np.int64, count=len(ids))
+        sims = V[hist].astype(np.float64) @ V[positions].astype(np.float64).T
+        zeros = np.zeros(len(positions))
+        return Decomposition(np.asarray(ids, dtype=object), a[:, None] * sims, zeros, zeros.copy(),
+                             self.explain_method)
+
+    def decompose_mean(self, user, cat, columns):
+        ids, a = self.history_weights(user, cat)
+        V = cat.V
+        hist = np.fromiter((cat.pos[i] for i in ids), np.int64, count=len(ids))
+        mean_v = V[columns].astype(np.float64).mean(axis=0) if len(columns) else np.zeros(V.shape[1])
+        return np.asarray(ids, dtype=object), a * (V[hist].astype(np.float64) @ mean_v), 0.0, 0.0
+
+    def _config(self) -> dict:
+        return {"half_life": self.half_life, "encoder": encoder_spec(self.encoder, "content model")}
+
+    @classmethod
+    def _from_folder(cls, path, config, item_ids, popularity):
+        return cls(item_ids, popularity, temperature=config.get("temperature", 1.0), encoder=config["encoder"],
+                   half_life=config.get("half_life"), meta=config)
+
+
 class ContentRecommender(Recommender):
     """Parameters: ``encoder`` (a name for :func:`leanrec.encoders.load_encoder` or an
     Encoder), ``half_life`` (events; None = plain mean), ``temperature`` (softmax T),
     ``cache`` (True/False/"auto": keep vectors in the on-disk embedding cache; "auto"
     caches every encoder but TF-IDF, i.e. the expensive pretrained ones)."""
+
+    explain_method = ContentScorer.explain_method
+    scores_new_items = True  # any item with text gets a score, trained on or not
 
     def __init__(self, encoder="minilm", half_life: float | None = 8.0, temperature: float = 1.0, cache="auto"):
         self.encoder = encoder
@@ -44,32 +104,15 @@ class ContentRecommender(Recommender):
         self.temperature = temperature
         self.cache = cache
 
-    scores_new_items = True  # any item with text gets a score, trained on or not
-
     def _fit(self, dataset) -> None:
         texts = dataset.items.texts
         self.encoder_ = build_encoder(self.encoder, texts, self.cache)
         self.item_vectors_ = self.encoder_.encode(texts)
 
-    def user_vectors(self, rows: np.ndarray) -> np.ndarray:
-        """U_u for the given history rows (float32[len(rows), d])."""
-        return user_vectors(self.history_.sequences_of(rows), self.item_vectors_, self.half_life)
+    def live_scorer(self) -> ContentScorer:
+        return ContentScorer(self.items_.ids, self.history_.item_counts, temperature=self.temperature,
+                             encoder=self.encoder, half_life=self.half_life,
+                             meta={"params": {"half_life": self.half_life}})
 
-    def _score(self, rows: np.ndarray) -> np.ndarray:
-        return self.user_vectors(rows) @ self.item_vectors_.T
-
-    explain_method = "weighted mean of history vectors"
-
-    def history_weights(self, row: int) -> tuple[np.ndarray, np.ndarray]:
-        """(distinct history items, their normalised weights w_j / Σw): an item seen twice
-        adds both events' weights."""
-        items, weights = weighted_items(self.history_.sequences[row], self.half_life)
-        return items.astype(np.int64), weights
-
-    def _decompose(self, row: int, items: np.ndarray) -> Decomposition:
-        """⟨U, V_i⟩ = Σ_j (w_j / Σw) ⟨V_j, V_i⟩: exact."""
-        hist, a = self.history_weights(row)
-        V = self.item_vectors_
-        sims = V[hist].astype(np.float64) @ V[items].astype(np.float64).T
-        zeros = np.zeros(len(items))
-        return Decomposition(hist, a[:, None] * sims, zeros, zeros.copy(), self.explain_method)
+    def _catalogue_vectors(self) -> np.ndarray:
+        return self.item_vectors_

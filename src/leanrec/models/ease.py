@@ -2,17 +2,79 @@
 
 B = I - P · diag(1 / diag(P)) with P = (XᵀX + λI)⁻¹, and score(u) = X_u · B. One dense
 n_items × n_items inverse: fine to ~20k items on one machine (O(n³) time, 8·n² bytes),
-which is why the cost issue measures it before anyone scales it.
+which is why the cost ladder measures it before anyone scales it.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
 from .base import Decomposition, Recommender
+from .live import LiveScorer, read_array
+
+
+class EASEScorer(LiveScorer):
+    """score_i = Σ_j X_uj B_ji over the user's distinct items that the model knows (a
+    deleted item still counts: it is in the user's history), laid over the catalogue; an
+    item the model never saw scores 0."""
+
+    kind = "ease"
+    explain_method = "item-item weights (EASE)"
+
+    def __init__(self, item_ids, popularity, B: np.ndarray, **kw):
+        super().__init__(item_ids, popularity, **kw)
+        self.B = np.ascontiguousarray(B, np.float32)
+
+    def _rows(self, users) -> sp.csr_matrix:
+        """X: the users' known items as a binary CSR matrix over the model's rows (ascending
+        columns, as the library's history matrix has them)."""
+        cols = [np.unique(self.known_rows(u.seen)[1]) for u in users]
+        indptr = np.concatenate([[0], np.cumsum([len(c) for c in cols])])
+        indices = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+        return sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr),
+                             shape=(len(users), len(self.item_ids)))
+
+    def score(self, users, cat) -> np.ndarray:
+        return self.to_catalogue(cat, np.asarray(self._rows(users) @ self.B, dtype=np.float32))
+
+    def _history_rows(self, user, cat) -> tuple[np.ndarray, np.ndarray]:
+        """(the user's known items as ids, their B rows over the catalogue positions), in
+        ascending model row order."""
+        known, rows = self.known_rows(user.seen)
+        order = np.argsort(rows, kind="stable")
+        ids = np.asarray(known, dtype=object)[order]
+        return ids, self.to_catalogue(cat, self.B[rows[order]].astype(np.float64))
+
+    def decompose(self, user, cat, positions) -> Decomposition:
+        """score_i = Σ_j X_uj B_ji over the user's (binary) history: exact."""
+        ids, rows = self._history_rows(user, cat)
+        n = len(positions)
+        return Decomposition(ids, rows[:, positions], np.zeros(n), np.zeros(n), self.explain_method)
+
+    def decompose_mean(self, user, cat, columns):
+        ids, rows = self._history_rows(user, cat)
+        return ids, rows[:, columns].mean(axis=1) if len(columns) else np.zeros(len(ids)), 0.0, 0.0
+
+    def _save_arrays(self, folder) -> None:
+        np.save(folder / "ease_B.npy", self.B)
+
+    @classmethod
+    def read_B(cls, path, n: int) -> np.ndarray:
+        B = read_array(path, "ease_B.npy", mmap_mode="r")
+        if B.shape != (n, n):
+            raise ValueError(f"{path}: ease_B.npy has shape {B.shape}, expected {(n, n)}")
+        return np.ascontiguousarray(B, np.float32)
+
+    @classmethod
+    def _from_folder(cls, path, config, item_ids, popularity):
+        return cls(item_ids, popularity, cls.read_B(path, len(item_ids)), temperature=config.get("temperature", 1.0),
+                   meta=config)
 
 
 class EASE(Recommender):
+    explain_method = EASEScorer.explain_method
+
     def __init__(self, lam: float = 300.0):
         self.lam = lam
 
@@ -27,14 +89,5 @@ class EASE(Recommender):
         B[np.diag_indices_from(B)] = 0.0
         self.B_ = B.astype(np.float32)
 
-    def _score(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self.history_.matrix[rows] @ self.B_, dtype=np.float32)
-
-    explain_method = "item-item weights (EASE)"
-
-    def _decompose(self, row: int, items: np.ndarray) -> Decomposition:
-        """score_i = Σ_j X_uj B_ji over the user's (binary) history: exact."""
-        hist = np.sort(self.history_.matrix[row].indices).astype(np.int64)
-        zeros = np.zeros(len(items))
-        return Decomposition(hist, self.B_[np.ix_(hist, items)].astype(np.float64), zeros, zeros.copy(),
-                             self.explain_method)
+    def live_scorer(self) -> EASEScorer:
+        return EASEScorer(self.items_.ids, self.history_.item_counts, self.B_, meta={"params": {"lam": self.lam}})

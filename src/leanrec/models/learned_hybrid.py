@@ -37,23 +37,136 @@ from scipy.optimize import minimize
 from sklearn.base import clone
 
 from .base import Recommender
-from .hybrid import zscore
+from .decompose import merge, zscore_split
+from .live import LiveScorer, encoder_key, zscore
 
 
 def scores_new_items(model) -> bool:
-    """Whether a model scores items from their content (so new items get real scores)."""
+    """Whether a model (or scorer) scores items from their content (so new items get real scores)."""
     return bool(getattr(model, "scores_new_items", False))
 
 
-def component_z(model, user_ids, has_events: np.ndarray) -> np.ndarray:
-    """z-scores of one component for these users: over items with events for a
-    collaborative component (0 elsewhere), over all items for a text-based one."""
-    scores = model.score(user_ids).astype(np.float64)
-    if scores_new_items(model):
-        return zscore(scores)
+def component_z(scores: np.ndarray, text_based: bool, has_events: np.ndarray,
+                alive: np.ndarray | None = None) -> np.ndarray:
+    """z-scores of one component's scores: over the (``alive``; all if None) items for a
+    text-based component, over the items with events for a collaborative one (0 elsewhere)."""
+    scores = scores.astype(np.float64)
+    if text_based:
+        return zscore(scores, alive)
     z = zscore(scores, np.flatnonzero(has_events))
     z[:, ~has_events] = 0.0
     return z
+
+
+def fuse(parts: list, weights: dict, new_item_weights: dict, has_events: np.ndarray) -> np.ndarray:
+    """Σ w·z on items with events, Σ w'·z on the others; ``parts`` = [(name, z)]."""
+    warm = sum(weights[name] * z for name, z in parts)
+    new = sum(new_item_weights[name] * z for name, z in parts)
+    return np.where(has_events, warm, new).astype(np.float32)
+
+
+class LearnedHybridScorer(LiveScorer):
+    """The learned fusion over a live catalogue. Its parts are the components' scorers, on
+    one catalogue (the service's) or each on its own (``catalogues``: the library's
+    components may read different encoders' vectors)."""
+
+    kind = "learned_hybrid"
+    explain_method = "learned z-score fusion"
+    scores_new_items = True
+    fusable = False
+
+    def __init__(self, item_ids, popularity, parts: list, weights: dict, new_item_weights: dict, **kw):
+        super().__init__(item_ids, popularity, **kw)
+        self.parts = list(parts)
+        self.weights, self.new_item_weights = dict(weights), dict(new_item_weights)
+        for _, part in self.parts:
+            if hasattr(part, "live_counts"):  # popularity as the weights were learned on it
+                part.live_counts = False
+        self.uses_profile = any(p.uses_profile for _, p in self.parts)
+        self.window = max((p.window for _, p in self.parts), default=0)
+
+    def _cats(self, cat, catalogues) -> list:
+        return list(catalogues) if catalogues is not None else [cat] * len(self.parts)
+
+    def score(self, users, cat, catalogues=None) -> np.ndarray:
+        cats = self._cats(cat, catalogues)
+        alive = None if self.identity(cat) else np.flatnonzero(cat.alive)
+        has_events = self.has_events(cat)
+        parts = [(name, component_z(part.score(users, c), scores_new_items(part), has_events, alive))
+                 for (name, part), c in zip(self.parts, cats)]
+        return fuse(parts, self.weights, self.new_item_weights, has_events)
+
+    def decompose(self, user, cat, positions, catalogues=None):
+        """Each component's z-score split with its learned weight (w on items with events,
+        w' on the others; collaborative components are 0 on items without events); a
+        component with no exact split (a transformer) lands in ``unexplained``."""
+        has_events = self.has_events(cat)
+        ev = has_events[positions]
+        cols = np.flatnonzero(has_events)
+        out = []
+        for (name, part), c in zip(self.parts, self._cats(cat, catalogues)):
+            w, w_new = self.weights[name], self.new_item_weights[name]
+            if w == 0 and w_new == 0:
+                continue
+            if scores_new_items(part):
+                out.append(zscore_split(part, user, c, positions, None, np.where(ev, w, w_new)))
+            else:
+                out.append(zscore_split(part, user, c, positions, cols, np.where(ev, w, 0.0)))
+        return merge(out, self.explain_method) if out else super().decompose(user, cat, positions)
+
+    # -- folders ------------------------------------------------------------------------
+    def _config(self) -> dict:
+        configs = [(name, part, part._config()) for name, part in self.parts]
+        spec = None
+        for name, part, config in configs:
+            if not getattr(part, "fusable", True):
+                raise ValueError(f"learned hybrid component {name!r}: cannot save a {part.kind} inside a learned "
+                                 "hybrid; it fuses popular, ease, content and sequential models")
+            comp_spec = config.get("encoder")
+            if comp_spec is not None:
+                if spec is not None and encoder_key(comp_spec) != encoder_key(spec):
+                    raise ValueError(f"the service holds one encoder, but the learned hybrid's text components use "
+                                     f"{spec['name']!r} and {comp_spec['name']!r}; fit them on one encoder")
+                spec = comp_spec
+        contents = [part for _, part, _ in configs if part.uses_profile]
+        if len(contents) > 1:
+            raise ValueError("a learned hybrid with more than one content component cannot be served "
+                             "(the service keeps one content profile per user)")
+        for name, part in self.parts:
+            if part.item_ids != self.item_ids:
+                raise ValueError(f"learned hybrid component {name!r} was fitted on another catalogue")
+        return {"encoder": spec, "half_life": contents[0].half_life if contents else None,
+                "components": [{"name": n, "folder": f"components/c{k}", "kind": p.kind}
+                               for k, (n, p) in enumerate(self.parts)],
+                "weights": {n: float(self.weights[n]) for n, _ in self.parts},
+                "new_item_weights": {n: float(self.new_item_weights[n]) for n, _ in self.parts}}
+
+    def _save_arrays(self, folder) -> None:
+        for k, (_, part) in enumerate(self.parts):
+            part.save(folder / "components" / f"c{k}")
+
+    @classmethod
+    def _from_folder(cls, path, config, item_ids, popularity):
+        from .registry import load_scorer
+
+        comps, weights, new = config.get("components"), config.get("weights"), config.get("new_item_weights")
+        file = path / "leanrec_model.json"
+        if not isinstance(comps, list) or not comps or not isinstance(weights, dict) or not isinstance(new, dict):
+            raise ValueError(f"{file}: a learned_hybrid needs 'components', 'weights' and 'new_item_weights'")
+        parts = []
+        for c in comps:
+            name = c.get("name") if isinstance(c, dict) else None
+            if name not in weights or name not in new:
+                raise ValueError(f"{file}: component {name!r} has no weight")
+            sub = load_scorer(path / str(c.get("folder")), component=True)
+            if sub.item_ids != item_ids:
+                raise ValueError(f"{path / str(c.get('folder'))}: component {name!r} has another catalogue than {path}")
+            if sub.encoder is not None and encoder_key(sub.encoder) != encoder_key(config["encoder"]):
+                raise ValueError(f"{path / str(c.get('folder'))}: component {name!r} uses encoder {sub.encoder}, "
+                                 f"the learned hybrid {config['encoder']}")
+            parts.append((name, sub))
+        return cls(item_ids, popularity, parts, weights, new, temperature=config.get("temperature", 1.0),
+                   encoder=config["encoder"], half_life=config.get("half_life"), meta=config)
 
 
 def _softmax_ce(weights, Z, offset, allowed, target, l2):
@@ -126,7 +239,7 @@ class LearnedHybrid(Recommender):
         if len(pick) > self.max_users:
             pick = np.sort(np.random.default_rng(self.seed).choice(len(pick), self.max_users, replace=False))
         users, item = users[pick], item[pick]
-        Z = np.stack([component_z(model, users, has_events) for _, model in fitted])
+        Z = np.stack([component_z(model.score(users), scores_new_items(model), has_events) for _, model in fitted])
         allowed = np.ones(Z.shape[1:], bool)
         if candidates is not None:
             allowed[:] = False
@@ -192,37 +305,28 @@ class LearnedHybrid(Recommender):
         other.items_ = components[0][1].items_
         other.history_ = components[0][1].history_
         other.has_events_ = other.history_.item_counts > 0
+        other._reset_scorer()
         return other
 
     # -- scoring ----------------------------------------------------------------------
-    explain_method = "learned z-score fusion"
+    explain_method = LearnedHybridScorer.explain_method
 
-    def _decompose(self, row: int, items: np.ndarray):
-        """Each component's z-score split with its learned weight (w on items with events,
-        w' on the others; collaborative components are 0 on items without events); a
-        component with no exact split (a transformer) lands in ``unexplained``."""
-        from .decompose import merge, zscore_split
+    def live_scorer(self) -> LearnedHybridScorer:
+        params = {k: v for k, v in self.get_params(deep=False).items()
+                  if v is None or isinstance(v, (bool, int, float, str))}
+        parts = [(name, model.live_scorer()) for name, model in self.components_]
+        return LearnedHybridScorer(self.items_.ids, self.history_.item_counts, parts, self.weights_,
+                                   self.new_item_weights_, temperature=self.temperature, meta={"params": params})
 
-        user = self.history_.user_ids[row]
-        ev = self.has_events_[items]
-        cols = np.flatnonzero(self.has_events_)
-        parts = []
-        for name, model in self.components_:
-            w, w_new = self.weights_[name], self.new_item_weights_[name]
-            if w == 0 and w_new == 0:
-                continue
-            if scores_new_items(model):
-                parts.append(zscore_split(model, user, items, None, np.where(ev, w, w_new)))
-            else:
-                parts.append(zscore_split(model, user, items, cols, np.where(ev, w, 0.0)))
-        return merge(parts, self.explain_method) if parts else super()._decompose(row, items)
+    def _split(self, user, items):
+        """The scorer's split, each component on its own training catalogue (the components
+        may read different encoders' vectors)."""
+        return self.scorer_.decompose(user, self.catalogue_, items,
+                                      catalogues=[model.catalogue_ for _, model in self.components_])
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
+        """:func:`fuse` of the components' own scores (each on its own catalogue)."""
         users = self.history_.user_ids[rows]
-        warm = np.zeros((len(rows), len(self.items_)))
-        new = np.zeros_like(warm)
-        for name, model in self.components_:
-            z = component_z(model, users, self.has_events_)
-            warm += self.weights_[name] * z
-            new += self.new_item_weights_[name] * z
-        return np.where(self.has_events_, warm, new).astype(np.float32)
+        parts = [(name, component_z(model.score(users), scores_new_items(model), self.has_events_))
+                 for name, model in self.components_]
+        return fuse(parts, self.weights_, self.new_item_weights_, self.has_events_)

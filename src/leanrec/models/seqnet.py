@@ -101,20 +101,27 @@ class SeqNet(nn.Module):
             table = table + self.ids.weight * use[:, None].to(table.dtype)
         return table
 
+    def gather(self, seq: torch.Tensor, table: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x [B, L, dim], real [B, L]): the vectors of item positions ``seq`` (pad index =
+        ``n_items`` gives zeros) and which positions are real."""
+        padded = torch.cat([table, table.new_zeros(1, table.shape[1])])
+        return padded[seq], seq != self.n_items
+
     def last_state_terms(self, seq: torch.Tensor, table: torch.Tensor):
+        """:meth:`terms_from` for item positions ``seq`` [B, L] in ``table``."""
+        return self.terms_from(*self.gather(seq, table))
+
+    def terms_from(self, x: torch.Tensor, real: torch.Tensor):
         """The last position's state as ``Σ_j a_j · v_j + bias`` (eval mode): (a [B, L],
         v [B, L, dim], bias [dim] or None) — the exact per-history-item split an explanation
         needs. Mean pooling: a = the normalised decay, v = the item vectors; attention: a =
         the attention weights, v = the output layer's linear part applied to the item vectors,
         bias = its bias (linear in v given a). None for ``sasrec``: a transformer's state has
-        no such split."""
+        no such split. ``x`` [B, L, dim] are the history's vectors (zeros where not ``real``)."""
         if self.pooling == "sasrec":
             return None
-        padded = torch.cat([table, table.new_zeros(1, table.shape[1])])
-        x = padded[seq]
-        real = seq != self.n_items
-        length = seq.shape[1]
-        age = (length - 1) - torch.arange(length, device=seq.device)        # age seen from the last position
+        length = x.shape[1]
+        age = (length - 1) - torch.arange(length, device=x.device)        # age seen from the last position
         if self.pooling == "mean":
             w = torch.where(real, self.decay[age.clamp(max=self.max_len - 1)][None], 0.0)
             return w / w.sum(-1, keepdim=True).clamp(min=1e-12), x, None
@@ -131,17 +138,19 @@ class SeqNet(nn.Module):
 
     def user_states(self, seq: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """States after every position: float[B, L, dim] for item positions ``seq`` [B, L]."""
-        padded = torch.cat([table, table.new_zeros(1, table.shape[1])])
-        x = padded[seq]
-        real = seq != self.n_items                                          # (B, L)
-        length = seq.shape[1]
-        age = self._ages(length, seq.device)
+        return self.states_from(*self.gather(seq, table))
+
+    def states_from(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """States after every position of histories given as vectors ``x`` [B, L, dim]
+        (zeros where ``real`` [B, L] is False): the user tower itself."""
+        length = x.shape[1]
+        age = self._ages(length, x.device)
         causal = age >= 0                                                   # (L, L): j <= t
         visible = causal[None] & real[:, None, :]                           # (B, L, L)
         if self.pooling == "mean":
             w = torch.where(visible, self.decay[age.clamp(min=0, max=self.max_len - 1)][None], 0.0)
             return (w @ x) / w.sum(-1, keepdim=True).clamp(min=1e-12)
-        eye = torch.eye(length, dtype=torch.bool, device=seq.device)[None]
+        eye = torch.eye(length, dtype=torch.bool, device=x.device)[None]
         allowed = visible | eye
         if self.pooling == "attention":
             keys = torch.tanh(self.key(x))

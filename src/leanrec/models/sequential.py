@@ -32,7 +32,7 @@ from .base import Recommender
 from .content import build_encoder
 from .seqnet import POOLINGS
 
-PRECISIONS = ("fp32", "bf16")
+SEQUENCE_PRECISIONS = ("fp32", "bf16")
 
 
 def windows(sequences: list[np.ndarray], max_len: int, pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -121,8 +121,8 @@ class SequentialRecommender(Recommender):
     def _check_params(self) -> None:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.precision not in SEQUENCE_PRECISIONS:
+            raise ValueError(f"precision must be one of {SEQUENCE_PRECISIONS}, got {self.precision!r}")
         for name in ("dim", "max_len", "layers", "heads", "batch_size", "max_epochs"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
@@ -292,44 +292,35 @@ class SequentialRecommender(Recommender):
         net.train(was_training)
         return out
 
-    def user_inputs(self, rows: np.ndarray) -> np.ndarray:
-        """The scoring input window of each history row."""
-        return np.stack([last_window(self.history_.sequences[r], self.max_len, len(self.items_)) for r in rows])
+    def live_scorer(self):
+        from .seqscorer import SEQNET_CONFIG, SequentialScorer, scorer_state
+
+        net = self.net_
+        config = {k: getattr(self, k) for k in SEQNET_CONFIG}
+        config = {k: v.item() if hasattr(v, "item") else v for k, v in config.items()}
+        config.update(text_dim=int(net.proj.in_features), n_items=int(net.n_items))
+        params = {k: v for k, v in self.get_params(deep=False).items()
+                  if v is None or isinstance(v, (bool, int, float, str))}
+        training = {k: v for k, v in getattr(self, "training_", {}).items() if k != "history"}
+        return SequentialScorer(self.items_.ids, self.history_.item_counts, config, scorer_state(net),
+                                temperature=self.temperature, encoder=self.encoder,
+                                meta={"params": params, "training": training})
+
+    def _catalogue_vectors(self) -> np.ndarray:
+        return self.text_vectors_
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         with self._threads():
-            return self._scores_for(self.net_, self.user_inputs(rows))
+            return super()._score(rows)
+
+    def _decompose(self, row: int, items: np.ndarray):
+        """Mean and attention pooling split exactly (the scorer's ``decompose``); SASRec has
+        no exact split and says so."""
+        with self._threads():
+            return super()._decompose(row, items)
 
     @property
     def explain_method(self) -> str:
-        return {"mean": "weighted mean of learned item vectors", "attention": "attention-weighted item vectors",
-                "sasrec": "SASRec transformer"}.get(self.pooling, "none")
+        from .seqscorer import POOLING_METHODS
 
-    def _decompose(self, row: int, items: np.ndarray):
-        """Mean and attention pooling: the user state is Σ_j a_j v_j (+ a bias), so the score
-        splits exactly (``SeqNet.last_state_terms``; for attention the weights a_j depend on
-        the whole history, the split given them is exact). SASRec: no exact split."""
-        import torch
-
-        from .base import Decomposition
-
-        window = self.user_inputs(np.array([row]))
-        with self._threads(), torch.no_grad():
-            was_training = self.net_.training
-            self.net_.eval()
-            table = self.net_.item_table()
-            terms = self.net_.last_state_terms(torch.from_numpy(window), table)
-            self.net_.train(was_training)
-            if terms is None:
-                d = super()._decompose(row, items)
-                return Decomposition(d.history, d.contributions, d.base, d.unexplained, d.method,
-                                     "a transformer's user state (sasrec) has no exact split into history items")
-            a, v, bias = terms
-            target = table[torch.from_numpy(np.asarray(items, np.int64))].double()
-            per_position = (a[0, :, None].double() * v[0].double()) @ target.T      # [L, n]
-            base = (bias.double() @ target.T).numpy() if bias is not None else np.zeros(len(items))
-        real = window[0] != len(self.items_)
-        hist, inverse = np.unique(window[0][real], return_inverse=True)
-        contributions = np.zeros((len(hist), len(items)))
-        np.add.at(contributions, inverse, per_position.numpy()[real])
-        return Decomposition(hist.astype(np.int64), contributions, base, np.zeros(len(items)), self.explain_method)
+        return POOLING_METHODS.get(self.pooling, "none")
