@@ -14,11 +14,11 @@ from leanrec.models.persist import MODEL_FILE, load_model_folder, save_model
 def test_round_trip_of_each_kind(synthetic, tmp_path):
     ease = EASE(lam=50).fit(synthetic)
     folder = load_model_folder(save_model(ease, tmp_path / "ease"))
-    assert folder.kind == "ease" and folder.item_ids == synthetic.items.ids.tolist()
-    np.testing.assert_array_equal(folder.ease_B, ease.B_)
+    assert folder.kind == "ease" and folder.item_ids == [str(i) for i in synthetic.items.ids]
+    np.testing.assert_array_equal(folder.B, ease.B_)
     np.testing.assert_array_equal(folder.popularity, ease.history_.item_counts)
     pop = load_model_folder(save_model(MostPopular().fit(synthetic), tmp_path / "pop", name="p"))
-    assert pop.kind == "popular" and pop.name == "p" and pop.ease_B is None
+    assert pop.kind == "popular" and pop.name == "p" and not hasattr(pop, "B")
 
 
 def test_unfitted_and_unservable_models_are_refused(synthetic, tmp_path):
@@ -84,17 +84,19 @@ def test_sequential_round_trip(sasrec, small, tmp_path):
     path = save_model(sasrec, tmp_path / "seq", name="s")
     assert (path / SEQNET_FILE).is_file() and not (path / "ease_B.npy").exists()
     folder = load_model_folder(path)
-    assert folder.kind == "sequential" and folder.name == "s" and folder.item_ids == small.items.ids.tolist()
+    assert folder.kind == "sequential" and folder.name == "s" and folder.item_ids == [str(i) for i in small.items.ids]
     assert folder.encoder == {"name": "hash-bag-32", "backend": "torch", "precision": "fp32"}
     assert folder.half_life is None  # the service's profiles keep their own decay
     np.testing.assert_array_equal(folder.popularity, sasrec.history_.item_counts)
-    cfg = folder.seqnet["config"]
+    cfg = folder.config
     assert {k: cfg[k] for k in ("pooling", "dim", "max_len", "item_ids", "text_dim", "n_items")} == \
         {"pooling": "sasrec", "dim": 16, "max_len": 10, "item_ids": True, "text_dim": 32, "n_items": 40}
-    want = {k: v for k, v in sasrec.net_.state_dict().items() if k not in ("text", "has_events")}
-    assert set(folder.seqnet["state"]) == set(want)
+    # every weight, and which items had training events (their ID embeddings are used);
+    # not the training catalogue's text vectors: the service projects its own
+    want = {k: v for k, v in sasrec.net_.state_dict().items() if k != "text"}
+    assert set(folder.state) == set(want)
     for k, v in want.items():
-        assert torch.equal(folder.seqnet["state"][k], v), k
+        assert torch.equal(folder.state[k], v), k
     # plain tensors: readable without unpickling arbitrary objects
     assert set(torch.load(path / SEQNET_FILE, weights_only=True)) == set(want)
 
@@ -105,7 +107,7 @@ def test_sequential_with_unservable_encoder_is_refused(small, tmp_path):
     from leanrec.models.sequential import SequentialRecommender
 
     tfidf = SequentialRecommender(encoder="tfidf", pooling="mean", dim=8, max_len=5, max_epochs=1).fit(small)
-    with pytest.raises(ValueError, match="TF-IDF SequentialRecommender cannot be served"):
+    with pytest.raises(ValueError, match="TF-IDF sequential model cannot be served"):
         save_model(tfidf, tmp_path / "t")
     obj = SequentialRecommender(encoder=HashEncoder(), cache=False, pooling="mean", dim=8, max_len=5,
                                 max_epochs=1).fit(small)
@@ -160,10 +162,10 @@ def test_learned_hybrid_round_trip_and_refusals(small, tmp_path):
     path = save_model(model, tmp_path / "lh")
     folder = load_model_folder(path)
     assert folder.kind == "learned_hybrid" and folder.encoder["name"] == "hash-bag-32" and folder.half_life == 4
-    assert [(n, f.kind) for n, f in folder.components] == \
+    assert [(n, f.kind) for n, f in folder.parts] == \
         [("ease", "ease"), ("content", "content"), ("sasrec", "sequential"), ("pop", "popular")]
     assert folder.weights == model.weights_ and folder.new_item_weights == model.new_item_weights_
-    np.testing.assert_array_equal(folder.components[0][1].ease_B, model.components_[0][1].B_)
+    np.testing.assert_array_equal(folder.parts[0][1].B, model.components_[0][1].B_)
     # one encoder for every text part; only popular/ease/content/sequential components
     mixed = copy.copy(model)
     mixed.components_ = [(n, copy.copy(c)) for n, c in model.components_]

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 
 from leanrec.service import ServiceConfig, create_app
 from leanrec.service.core import RecService
-from leanrec.service.profiles import Profile, decay_factor
+from leanrec.data.history import decay_factor
+from leanrec.service.profiles import Profile
 
 W = {"Authorization": f"Bearer {WRITE_KEY}"}
 R = {"Authorization": f"Bearer {READ_KEY}"}
@@ -304,6 +305,13 @@ def _serve_folder(tmp_path, folder) -> RecService:
                                     model=str(folder)), encoder=HashEncoder()).start()
 
 
+def _served_scores(svc, st):
+    """The served model's scores of every catalogue position for a user state."""
+    from leanrec.service.core import live_user
+
+    return svc.scoring.scorer.score([live_user(st)], svc.cat)[0]
+
+
 def test_sequential_model_scores_exactly_like_the_library(tmp_path):
     """A SASRec saved by the library, served in process: the same scores and lists for
     every user, new items scored from their text alone, unknown users cold-started."""
@@ -311,7 +319,7 @@ def test_sequential_model_scores_exactly_like_the_library(tmp_path):
 
     from leanrec.data.synth import make_dataset
     from leanrec.models.persist import save_model
-    from leanrec.models.sequential import SequentialRecommender
+    from leanrec.models.sequential import SequentialRecommender, last_window
     from leanrec.service.importer import import_dataset
 
     ds = make_dataset(n_users=60, n_items=40, seed=5)
@@ -326,7 +334,7 @@ def test_sequential_model_scores_exactly_like_the_library(tmp_path):
         users = ds.events.frame["user_id"].unique()
         for user in users[:20]:
             st = svc._user_state(str(user))
-            got = svc._full_scores(st, svc.cat, svc.scoring)[[svc.cat.pos[i] for i in ids]]
+            got = _served_scores(svc, st)[[svc.cat.pos[i] for i in ids]]
             np.testing.assert_allclose(got, lib.score([user])[0], rtol=1e-6, atol=1e-6)
             want = [str(r.item_id) for r in lib.recommend(user, k=10)]
             answer = svc.recommend(str(user), 10)
@@ -339,9 +347,10 @@ def test_sequential_model_scores_exactly_like_the_library(tmp_path):
         svc.upsert_items([{"item_id": "brand-new", "text": last + " sequel", "fields": {}}])
         with torch.no_grad():
             net = lib.net_
-            state = net.user_states(torch.from_numpy(lib.user_inputs(row)), net.item_table())[0, -1]
+            window = last_window(lib.history_.sequences[row[0]], lib.max_len, len(lib.items_))[None, :]
+            state = net.user_states(torch.from_numpy(window), net.item_table())[0, -1]
             text = net.proj(torch.from_numpy(HashEncoder().encode([last + " sequel"])))[0]
-        full = svc._full_scores(svc._user_state(user), svc.cat, svc.scoring)
+        full = _served_scores(svc, svc._user_state(user))
         np.testing.assert_allclose(full[svc.cat.pos["brand-new"]], float(state @ text), rtol=1e-5, atol=1e-6)
         everything = svc.recommend(user, 100)["items"]
         assert "brand-new" in [i["item_id"] for i in everything]
@@ -359,7 +368,7 @@ def test_sequential_model_scores_exactly_like_the_library(tmp_path):
         with torch.no_grad():
             x = torch.from_numpy(np.pad(seq, (10 - len(seq), 0), constant_values=len(ids))[None, :])
             want = (net.user_states(x, net.item_table())[0, -1] @ net.item_table().T).numpy()
-        got = svc._full_scores(st, svc.cat, svc.scoring)[[svc.cat.pos[i] for i in ids]]
+        got = _served_scores(svc, st)[[svc.cat.pos[i] for i in ids]]
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
     finally:
         svc.stop()
@@ -381,7 +390,7 @@ def test_learned_hybrid_scores_like_the_library(tmp_path):
         assert svc.model_info()["kind"] == "learned_hybrid"
         ids = [str(i) for i in ds.items.ids]
         for user in ds.events.frame["user_id"].unique()[:20]:
-            got = svc._full_scores(svc._user_state(str(user)), svc.cat, svc.scoring)[[svc.cat.pos[i] for i in ids]]
+            got = _served_scores(svc, svc._user_state(str(user)))[[svc.cat.pos[i] for i in ids]]
             np.testing.assert_allclose(got, lib.score([user])[0], rtol=1e-5, atol=1e-5)
             want = [str(r.item_id) for r in lib.recommend(user, k=10)]
             assert [i["item_id"] for i in svc.recommend(str(user), 10)["items"]] == want, user

@@ -69,7 +69,7 @@ class EASEScorer(LiveScorer):
     @classmethod
     def _from_folder(cls, path, config, item_ids, popularity):
         return cls(item_ids, popularity, cls.read_B(path, len(item_ids)), temperature=config.get("temperature", 1.0),
-                   meta=config)
+                   encoder=config.get("encoder"), meta=config)
 
 
 class EASE(Recommender):

@@ -120,8 +120,11 @@ class LearnedHybridScorer(LiveScorer):
         spec = None
         for name, part, config in configs:
             if not getattr(part, "fusable", True):
-                raise ValueError(f"learned hybrid component {name!r}: cannot save a {part.kind} inside a learned "
-                                 "hybrid; it fuses popular, ease, content and sequential models")
+                from .registry import kinds
+
+                what = type(part).__name__.removesuffix("Scorer")
+                raise ValueError(f"learned hybrid component {name!r}: cannot save a {what} inside a learned hybrid; "
+                                 f"supported: {', '.join(kinds(component=True))}")
             comp_spec = config.get("encoder")
             if comp_spec is not None:
                 if spec is not None and encoder_key(comp_spec) != encoder_key(spec):

@@ -36,7 +36,8 @@ class PopularScorer(LiveScorer):
 
     @classmethod
     def _from_folder(cls, path, config, item_ids, popularity):
-        return cls(item_ids, popularity, temperature=config.get("temperature", 1.0), meta=config)
+        return cls(item_ids, popularity, temperature=config.get("temperature", 1.0), encoder=config.get("encoder"),
+                   meta=config)
 
 
 class MostPopular(Recommender):

@@ -112,7 +112,7 @@ class SequentialScorer(LiveScorer):
         import torch
 
         L = self.max_len
-        windows = [live_positions(cat, u.events)[-L:] for u in users]
+        windows = [live_positions(cat, u.recent or u.events)[-L:] for u in users]  # the window the service keeps
         x = torch.zeros(len(users), L, self.dim)
         real = torch.zeros(len(users), L, dtype=torch.bool)
         for b, w in enumerate(windows):

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import math
 import re
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -26,8 +27,9 @@ from typing import NamedTuple
 import numpy as np
 
 from ..core.ranking import softmax
-from ..models.hybrid import zscore
-from ..models.persist import ModelFolder, _encoder_key, load_model_folder
+from ..models.content import ContentScorer
+from ..models.live import LiveScorer, LiveUser, encoder_key
+from ..models.registry import load_scorer
 from .catalogue import Catalogue, _top
 from .config import ServiceConfig
 from .experiments import (
@@ -88,150 +90,30 @@ def parse_filters(values: list[str] | None) -> list[tuple[str, str]]:
     return out
 
 
-class LiveSeqNet:
-    """A saved sequential model (:class:`~leanrec.models.seqnet.SeqNet`) scoring the live catalogue.
-
-    Item table — ``SeqNet.item_table``'s formula on the live catalogue: the net's projection
-    of the catalogue's text vectors (the store's vectors for the model's encoder), plus the
-    trained ID embedding for items of the training catalogue that had training events
-    (matched by item id); items the model never saw get the text part alone, so they are
-    recommendable the moment they are upserted. The table is cached per catalogue and
-    brought up to date on the first read after a change: upserts append positions and
-    deletions only tombstone, so only the positions added since are projected (an
-    ``added × text_dim`` by ``text_dim × dim`` product); a compaction (positions renumbered)
-    or a new catalogue (encoder swap) recomputes all n rows, O(n · text_dim · dim) — about
-    0.1 s for 100k items of 384-d text at dim 64 on one core. Memory: n × dim float32.
-
-    User state — the user tower on the newest ``max_len`` live items of the history (time
-    order, repeats kept, deleted items skipped), exactly as the library builds its scoring
-    window; scores = ⟨state, E_i⟩ for every position. Inference runs under ``torch.no_grad``
-    on the service's torch thread setting (``encoder_threads``, set when the model loads).
-    """
-
-    def __init__(self, seqnet: dict, item_index: dict, has_events: np.ndarray):
-        import torch
-
-        from ..models.seqnet import SeqNet
-
-        cfg, state = seqnet["config"], seqnet["state"]
-        self.max_len, self.dim = int(cfg["max_len"]), int(cfg["dim"])
-        shape = {k: cfg[k] for k in ("pooling", "dim", "max_len", "layers", "heads", "dropout", "half_life")}
-        # the user tower alone: a net over a max_len-row table (pad index = max_len), fed each
-        # user's own history rows; ID embeddings are added to the live table below instead
-        with torch.random.fork_rng(devices=[]):
-            net = SeqNet(torch.zeros(1, int(cfg["text_dim"])).expand(self.max_len, -1),
-                         torch.zeros(self.max_len, dtype=torch.bool), item_ids=False, **shape)
-        tower = {k: v for k, v in state.items() if not k.startswith("ids.")}
-        missing, unexpected = net.load_state_dict(tower, strict=False)
-        if unexpected or set(missing) - {"text", "has_events"}:
-            raise ValueError(f"sequential weights do not fit the network (missing {missing}, unexpected {unexpected})")
-        self.net = net.eval()
-        ids = state.get("ids.weight") if cfg["item_ids"] else None
-        self.id_weights = None if ids is None else ids.float().numpy()
-        self.item_index, self.has_events = item_index, np.asarray(has_events, bool)
-        self._table: tuple | None = None  # (catalogue, its ids list, version, buffer, rows filled)
-
-    def item_table(self, cat: Catalogue) -> np.ndarray:
-        """float32[cat.n, dim]: the item vectors of every position (tombstones included)."""
-        import torch
-
-        c = self._table
-        if c is not None and c[0] is cat and c[2] == cat.version and c[4] == cat.n:
-            return c[3][:cat.n]
-        same = c is not None and c[0] is cat and c[1] is cat.ids and c[4] <= cat.n
-        start = c[4] if same else 0
-        buf = c[3] if same else np.zeros((0, self.dim), np.float32)
-        if len(buf) < cat.n:
-            grown = np.zeros((max(cat.n, 2 * len(buf), 1024), self.dim), np.float32)
-            grown[:start] = buf[:start]
-            buf = grown
-        if cat.n > start:
-            with torch.no_grad():
-                rows = self.net.proj(torch.from_numpy(np.ascontiguousarray(cat.V[start:cat.n]))).float().numpy()
-            if self.id_weights is not None:
-                k = np.fromiter((self.item_index.get(i, -1) for i in cat.ids[start:cat.n]), np.int64,
-                                count=cat.n - start)
-                use = np.flatnonzero(k >= 0)
-                use = use[self.has_events[k[use]]]
-                rows[use] += self.id_weights[k[use]]
-            buf[start:cat.n] = rows
-        self._table = (cat, cat.ids, cat.version, buf, cat.n)
-        return buf[:cat.n]
-
-    def _window(self, cat: Catalogue, positions: list[int]):
-        """(item table, the newest ``max_len`` history positions, the tower's inputs): the
-        history rows as a small table and a right-aligned window over it (pad = max_len)."""
-        import torch
-
-        table = self.item_table(cat)
-        hist = np.asarray(positions[-self.max_len:], np.int64)
-        L, h = self.max_len, len(hist)
-        small = torch.zeros(L, self.dim)
-        small[:h] = torch.from_numpy(table[hist])
-        seq = torch.full((1, L), L, dtype=torch.int64)
-        seq[0, L - h:] = torch.arange(h)
-        return table, hist, seq, small
-
-    def split(self, cat: Catalogue, positions: list[int]):
-        """The user state as ``Σ_t a_t v_t + bias`` over the newest ``max_len`` history
-        positions (``SeqNet.last_state_terms``): (history positions, a, v, bias or None) as
-        float64 arrays — or None for SASRec, whose state has no such split."""
-        import torch
-
-        _, hist, seq, small = self._window(cat, positions)
-        with torch.no_grad():
-            terms = self.net.last_state_terms(seq, small)
-        if terms is None:
-            return None
-        a, v, bias = terms
-        h = len(hist)  # the window's real positions are its last h
-        return (hist, a[0, len(a[0]) - h:].double().numpy(), v[0, len(a[0]) - h:].double().numpy(),
-                None if bias is None else bias.detach().double().numpy())
-
-    def scores(self, cat: Catalogue, positions: list[int]) -> np.ndarray:
-        """float64[cat.n]: scores of every position after a history (catalogue positions, oldest first)."""
-        import torch
-
-        table, _, seq, small = self._window(cat, positions)
-        with torch.no_grad():
-            state = self.net.user_states(seq, small)[0, -1].float()
-            return (torch.from_numpy(table) @ state).numpy().astype(np.float64)
-
-
 @dataclass
 class Scoring:
-    """What turns a profile and a history into scores: the active model."""
+    """The served model: its scorer (every formula is the scorer's, :mod:`leanrec.models.live`)
+    and how the service keeps users for it."""
 
-    kind: str                       # content | popular | ease | hybrid | sequential | learned_hybrid
+    scorer: LiveScorer
     name: str
-    half_life: float | None
+    half_life: float | None  # the decay of the profiles kept for it (the model's, else the config's)
     temperature: float
-    folder: ModelFolder | None = None
     path: str | None = None
-    _pos_cache: tuple = field(default=(None, -1, None), repr=False)
-    item_index: dict = field(default_factory=dict, repr=False)  # model item id -> model row
-    live: dict = field(default_factory=dict, repr=False)  # sequential part name ("" alone) -> LiveSeqNet
-    seq_keep: int = 0  # history events to keep per cached user (0: no sequential part)
 
-    def __post_init__(self) -> None:
-        if self.folder is not None:
-            self.item_index = {str(i): k for k, i in enumerate(self.folder.item_ids)}
-            parts = [("", self.folder)] if self.folder.kind == "sequential" else self.folder.components
-            has_events = self.folder.popularity > 0
-            self.live = {name: LiveSeqNet(sub.seqnet, self.item_index, has_events)
-                         for name, sub in parts if sub.kind == "sequential"}
-            # twice the window: the newest max_len *live* items survive some deletions
-            self.seq_keep = 2 * max((m.max_len for m in self.live.values()), default=0)
+    @property
+    def kind(self) -> str:
+        return self.scorer.kind
 
-    def model_positions(self, cat: Catalogue) -> np.ndarray:
-        """Catalogue position of each model item (-1 if not live), cached per catalogue version."""
-        key_cat, key_ver, arr = self._pos_cache
-        if key_cat is cat and key_ver == cat.version:
-            return arr
-        arr = np.fromiter((cat.pos.get(str(i), -1) for i in self.folder.item_ids), np.int64,
-                          count=len(self.folder.item_ids))
-        self._pos_cache = (cat, cat.version, arr)
-        return arr
+    @property
+    def seq_keep(self) -> int:
+        """History events to keep per cached user (0: the scorer reads no recent window)."""
+        return self.scorer.window
+
+
+def live_user(st: "UserState", history: tuple | None = None) -> LiveUser:
+    """What a scorer reads of a user state (``history``: the stored one, for explanations)."""
+    return LiveUser(st.seen, st.recent, st.profile.vector if st.profile is not None else None, history)
 
 
 class UserState(NamedTuple):
@@ -362,7 +244,7 @@ class RecService:
     def load_model(self, path: str | None, progress=None) -> dict:
         """Serve a model folder (None: the content recommender). The new encoder's catalogue
         is prepared while the old model keeps serving; the switch itself is one assignment."""
-        folder = load_model_folder(path) if path else None
+        folder = load_scorer(path) if path else None
         cfg = self.config
         spec = (folder.encoder if folder is not None and folder.encoder else
                 {"name": cfg.encoder, "backend": cfg.encoder_backend, "precision": cfg.encoder_precision})
@@ -387,19 +269,19 @@ class RecService:
             self.metrics.set_model(scoring.name, scoring.kind)
         return self.model_info()
 
-    def _make_scoring(self, folder: ModelFolder | None, encoder) -> Scoring:
-        """The Scoring of a loaded model folder (None: the content model of ``encoder``)."""
+    def _make_scoring(self, folder: LiveScorer | None, encoder) -> Scoring:
+        """The Scoring of a loaded model folder's scorer (None: the content model of ``encoder``)."""
         cfg = self.config
-        if folder is not None and folder.kind in ("sequential", "learned_hybrid"):
-            import torch
-
-            torch.set_num_threads(max(1, int(cfg.encoder_threads)))  # the setting the encoder uses too
+        torch = sys.modules.get("torch")
+        if torch is not None:  # a torch model is served: the setting the encoder uses too
+            torch.set_num_threads(max(1, int(cfg.encoder_threads)))
         if folder is None:
-            return Scoring("content", _content_name(encoder), cfg.half_life, cfg.temperature)
+            content = ContentScorer([], [], half_life=cfg.half_life, temperature=cfg.temperature)
+            return Scoring(content, _content_name(encoder), cfg.half_life, cfg.temperature)
         # a saved half_life of None is the plain mean, not "unset": only folders without
-        # one (popular, EASE) take the config's
+        # one (popular, EASE, the sequence models) take the config's
         half_life = folder.half_life if "half_life" in folder.meta else cfg.half_life
-        return Scoring(folder.kind, folder.name, half_life, folder.temperature, folder, folder.path)
+        return Scoring(folder, folder.name, half_life, folder.temperature, folder.path)
 
     def _pgvector_index(self, encoder, cat: Catalogue):
         """index = "pgvector": the SQL search over the encoder's table (its table and its
@@ -438,7 +320,7 @@ class RecService:
         s = self.scoring
         return {"name": s.name, "kind": s.kind, "path": s.path, "half_life": s.half_life,
                 "temperature": s.temperature, "encoder": self.encoder.model_id,
-                "weight": s.folder.weight if s.folder is not None else None}
+                "weight": getattr(s.scorer, "weight", None)}
 
     def _restore_catalogue(self, encoder, progress=None) -> Catalogue:
         """Vectors from the store (encoding only items that have none for this encoder),
@@ -653,10 +535,11 @@ class RecService:
         from .explain import explain_answer, prefetch
 
         pre = prefetch(self, user_id, out)
+        history = tuple(i for i, _ in pre["history"])
         with self._state:
             for team, (st, scoring) in parts.items():
                 sub = out if team is None else {**out, "items": [i for i in out["items"] if i.get("team") == team]}
-                explain_answer(self, user_id, st, self.cat, scoring, sub, pre)
+                explain_answer(user_id, live_user(st, history), self.cat, scoring.scorer, sub, pre)
 
     def _finish(self, user_id: str, ranked: Ranked, experiment: dict | None = None,
                 teams: list[str] | None = None) -> dict:
@@ -689,11 +572,12 @@ class RecService:
         exactness means scanning the table — seconds at a million items — but by
         :meth:`_rank` on the in-memory matrix the service keeps anyway (tens of ms)."""
         pgv, scoring = self.pgv, self.scoring
-        if pgv is None or scoring.kind != "content" or st.profile is None or st.profile.n_events == 0 or not st.seen:
+        if pgv is None or not scoring.scorer.by_query or st.profile is None or st.profile.n_events == 0 or not st.seen:
             return None
         if self._filter_in_memory(self.cat, filters):  # a small filter: :meth:`_rank` scans its rows
             return None
-        ids, scores = pgv.search_ids(st.profile.vector, k, exclude_ids=st.seen if exclude_seen else (),
+        ids, scores = pgv.search_ids(scoring.scorer.query(live_user(st), self.cat), k,
+                                     exclude_ids=st.seen if exclude_seen else (),
                                      filters=filters or [], exact_fallback=False)
         return pgv, scoring, ids, scores
 
@@ -702,7 +586,7 @@ class RecService:
         """Top-k positions and scores of ``scoring`` for a user state. Called under ``_state``.
         ``pre``: a :meth:`_pgvector_prefetch` result, used if the index and model are still served."""
         cat = self.cat
-        if (scoring.kind == "content" and pre is not None and pre[0] is self.pgv and pre[1] is scoring
+        if (scoring.scorer.by_query and pre is not None and pre[0] is self.pgv and pre[1] is scoring
                 and len(pre[2]) >= k):  # PostgreSQL answered: no mask (23 ms median above 50k items at 1M)
             pos, scores = pre[0].positions(cat, pre[2], pre[3])
             return Ranked(cat, pos, scores, scoring.name, scoring.temperature, False, scoring)
@@ -710,90 +594,19 @@ class RecService:
         if st.profile is None or st.profile.n_events == 0 or not st.seen:
             return self._cold_start(k, mask, scoring)
         seen = np.fromiter((cat.pos[i] for i in st.seen if i in cat.pos), np.int64) if exclude_seen else None
-        if scoring.kind == "content":
+        user = live_user(st)
+        if scoring.scorer.by_query:  # ⟨query, V_i⟩: the index ranks it
+            query = scoring.scorer.query(user, cat)
             if pre is not None and pre[0] is self.pgv and pre[1] is scoring:  # the walk ended short
-                pos, scores = cat.search(st.profile.vector, k, exclude=seen, mask=mask)  # exact, in memory
+                pos, scores = cat.search(query, k, exclude=seen, mask=mask)  # exact, in memory
             else:
-                pos, scores = self._search(cat, st.profile.vector, k, seen, mask, filters)
+                pos, scores = self._search(cat, query, k, seen, mask, filters)
         else:
-            full = self._full_scores(st, cat, scoring)
+            full = scoring.scorer.score([user], cat)[0].astype(np.float64)
             ok = cat.allowed(seen, mask)
             cand = np.flatnonzero(ok)
             pos, scores = _top(full[cand], cand, k)
         return Ranked(cat, pos, scores, scoring.name, scoring.temperature, False, scoring)
-
-    def _full_scores(self, st: UserState, cat: Catalogue, scoring: Scoring) -> np.ndarray:
-        """Scores over every position for models that need the whole catalogue (the hybrids'
-        z-normalisation, EASE's item-item sums, the sequential models' user tower) — the
-        library's formulas on the live history."""
-        alive = cat.alive
-        if scoring.kind == "popular":
-            return cat.counts[:cat.n].astype(np.float64)
-        folder = scoring.folder
-        if scoring.kind == "sequential":
-            return scoring.live[""].scores(cat, self._sequence(st, cat))
-        mpos = scoring.model_positions(cat)
-        valid = mpos >= 0
-        if scoring.kind == "ease":
-            return self._cf_scores(st, cat, scoring, folder.ease_B)
-        has_events = np.zeros(cat.n, bool)
-        has_events[mpos[valid & (folder.popularity > 0)]] = True
-        has_events &= alive
-        if scoring.kind == "learned_hybrid":
-            return self._learned_hybrid_scores(st, cat, scoring, has_events)
-        cf = self._cf_scores(st, cat, scoring, folder.ease_B)
-        # the library's normalisation (models.hybrid.zscore), over the live catalogue
-        z_content = zscore(cat.full_scores(st.profile.vector).astype(np.float64)[None, :], np.flatnonzero(alive))[0]
-        z_cf = zscore(cf[None, :], np.flatnonzero(has_events))[0]
-        w = float(folder.weight)
-        return np.where(has_events, w * z_cf + (1.0 - w) * z_content, z_content)
-
-    @staticmethod
-    def _sequence(st: UserState, cat: Catalogue) -> list[int]:
-        """Catalogue positions of the user's newest events, oldest first (deleted items skipped)."""
-        pos = cat.pos
-        return [pos[i] for i in st.recent if i in pos]
-
-    @staticmethod
-    def _model_to_live(cat: Catalogue, scoring: Scoring, values: np.ndarray) -> np.ndarray:
-        """A per-model-item array laid out over catalogue positions (0 where not live)."""
-        mpos = scoring.model_positions(cat)
-        valid = mpos >= 0
-        out = np.zeros(cat.n, np.float64)
-        out[mpos[valid]] = values[valid]
-        return out
-
-    def _cf_scores(self, st: UserState, cat: Catalogue, scoring: Scoring, B: np.ndarray) -> np.ndarray:
-        """EASE: the sum of B's rows of the user's seen items, over catalogue positions."""
-        rows = [scoring.item_index[i] for i in st.seen if i in scoring.item_index]
-        cf_model = B[rows].sum(axis=0) if rows else np.zeros(len(scoring.folder.item_ids), np.float32)
-        return self._model_to_live(cat, scoring, cf_model)
-
-    def _learned_hybrid_scores(self, st: UserState, cat: Catalogue, scoring: Scoring,
-                               has_events: np.ndarray) -> np.ndarray:
-        """``LearnedHybrid``'s fusion on the live catalogue: each component z-scored (text
-        components over the live items, collaborative ones over the live items with training
-        events, 0 elsewhere), Σ w·z on items with events, Σ w'·z on the others."""
-        folder = scoring.folder
-        alive = np.flatnonzero(cat.alive)
-        events = np.flatnonzero(has_events)
-        warm, new = np.zeros(cat.n), np.zeros(cat.n)
-        for name, sub in folder.components:
-            if sub.kind == "content":
-                s = cat.full_scores(st.profile.vector).astype(np.float64)
-            elif sub.kind == "sequential":
-                s = scoring.live[name].scores(cat, self._sequence(st, cat))
-            elif sub.kind == "ease":
-                s = self._cf_scores(st, cat, scoring, sub.ease_B)
-            else:  # popular: the training counts the weights were learned with
-                s = self._model_to_live(cat, scoring, sub.popularity.astype(np.float64))
-            if sub.kind in ("content", "sequential"):
-                z = zscore(s[None, :], alive)[0]
-            else:
-                z = np.where(has_events, zscore(s[None, :], events)[0], 0.0)
-            warm += float(folder.weights[name]) * z
-            new += float(folder.new_item_weights[name]) * z
-        return np.where(has_events, warm, new)
 
     def _cold_start(self, k: int, mask: np.ndarray | None, scoring: Scoring) -> Ranked:
         """Users with no history: the most popular items interleaved with the newest ones
@@ -906,9 +719,9 @@ class RecService:
         key = (arm.model, encoder.model_id)
         scoring = self._arm_scorings.get(key)
         if scoring is None:
-            folder = load_model_folder(arm.model) if arm.model else None
+            folder = load_scorer(arm.model) if arm.model else None
             if (folder is not None and folder.encoder and self.encoder_spec is not None
-                    and _encoder_key(folder.encoder) != _encoder_key(self.encoder_spec)):
+                    and encoder_key(folder.encoder) != encoder_key(self.encoder_spec)):
                 raise ValueError(f"the model needs the encoder {folder.encoder.get('name')!r}, but the service's "
                                  f"catalogue is encoded with {self.encoder_spec.get('name')!r}; every arm must use "
                                  "the served encoder")
@@ -993,7 +806,7 @@ def preflight(config: ServiceConfig) -> None:
 
         read_key_file(config.api_key_file)
     if config.model:
-        load_model_folder(config.model)
+        load_scorer(config.model)
     store = Store(config.db)
     try:
         error = store.connection_error()
