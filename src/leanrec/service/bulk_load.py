@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..scale.encode import _input_files
+from ..data.formats import parquet_files
 from .importer import _json_value
 from .store import Store
 
@@ -80,7 +80,7 @@ def _where(df, files: list[Path], i: int) -> str:
 def _items_frame(items_path: Path):
     from leanrec.data.products import item_text
 
-    files = _input_files(items_path, "items")
+    files = parquet_files(items_path, "items")
     df = _read(files, ("item_id", "title"))
     bad = df["item_id"].isna().to_numpy()
     if bad.any():
@@ -133,7 +133,7 @@ def _vectors_for(vectors_dir: Path, item_ids: np.ndarray) -> tuple[str, np.ndarr
 def _events_frame(events_path: Path, loaded: np.ndarray, store: Store):
     import pandas as pd
 
-    files = _input_files(events_path, "events")
+    files = parquet_files(events_path, "events")
     df = _read(files, ("user_id", "item_id", "timestamp"), ("kind", "value"))
     for col in ("user_id", "item_id", "timestamp"):
         bad = df[col].isna().to_numpy()
