@@ -616,3 +616,21 @@ def test_invalid_utf8_names_the_line(tmp_path):
     j.write_bytes(b'{"item_id": 1, "text": "a"}\n{"item_id": 2, "text": "\xff"}\n')
     (issue,) = issues_of(read_items, j)
     assert (issue.file, issue.line) == (str(j), 2)
+
+
+def test_parquet_files_is_the_file_or_the_sorted_visible_parquet_files_under_a_folder(tmp_path):
+    """The one rule the encode job and the bulk load share for what an input folder holds."""
+    from leanrec.data.formats import parquet_files
+
+    frame = pd.DataFrame({"item_id": [1], "title": ["a"]})
+    (tmp_path / "b" / "deep").mkdir(parents=True)
+    for name in ("b/deep/z.parquet", "b/a.parquet", "c.parquet", ".hidden.parquet"):
+        frame.to_parquet(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an input")
+    assert parquet_files(tmp_path) == [tmp_path / "b/a.parquet", tmp_path / "b/deep/z.parquet", tmp_path / "c.parquet"]
+    assert parquet_files(tmp_path / "c.parquet") == [tmp_path / "c.parquet"]
+    with pytest.raises(FileNotFoundError, match=r"events file or folder .*missing does not exist"):
+        parquet_files(tmp_path / "missing", "events")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty holds no \*\.parquet files"):
+        parquet_files(tmp_path / "empty")

@@ -199,9 +199,9 @@ def test_the_table_is_vector_d_with_an_hnsw_inner_product_index(loaded):
 @pytest.fixture
 def ivf_loaded(loaded, monkeypatch):
     """The same 600 rows behind an IVFFlat index of 10 lists (the 10k-row floor lowered)."""
-    from leanrec.service import store as store_module
+    from leanrec.service.store import ann_indexes
 
-    monkeypatch.setattr(store_module, "IVFFLAT_MIN_ROWS", 100)
+    monkeypatch.setattr(ann_indexes, "IVFFLAT_MIN_ROWS", 100)
     store, _, V, fields, alive = loaded
     ivf = Store(store.url, vectors="pgvector", ann="ivfflat", ivfflat_lists=10)
     yield ivf, V, fields, alive
@@ -248,7 +248,7 @@ def test_the_store_keeps_one_approximate_index_of_the_configured_kind(loaded, mo
     """Switching ``ann`` drops the other kind (two would compete in the planner); an IVFFlat
     index is not built on too few rows (searches scan exactly meanwhile), and with automatic
     lists one that has fallen 4x behind the table's growth is rebuilt at the next start."""
-    from leanrec.service import store as store_module
+    from leanrec.service.store import ann_indexes
     from leanrec.service.pgvector_index import PgVectorIndex
 
     store, hnsw_index, V, fields, alive = loaded
@@ -263,7 +263,7 @@ def test_the_store_keeps_one_approximate_index_of_the_configured_kind(loaded, mo
             None, None)
     want, _ = exact_top(V, V[7], alive, 10)
     assert index.search_ids(V[7], 10)[0] == want  # no index: an exact scan
-    monkeypatch.setattr(store_module, "IVFFLAT_MIN_ROWS", 100)
+    monkeypatch.setattr(ann_indexes, "IVFFLAT_MIN_ROWS", 100)
     monkeypatch.setattr(Store, "ivfflat_lists_for", staticmethod(lambda rows: rows // 100))
     assert ivf.ensure_ann_index("enc") == ivf.ann_index_name("enc")
     assert ivf.ann_index("enc")["options"] == {"lists": "5"}  # 570 rows // 100
@@ -399,10 +399,10 @@ def test_service_with_pgvector_serves_the_lists_of_the_exact_index(tmp_path, pg_
     With IVFFlat probing all of its 4 lists, the same lists as the exact index."""
     from sqlalchemy import event
 
-    from leanrec.service import store as store_module
+    from leanrec.service.store import ann_indexes
     from leanrec.service.core import RecService
 
-    monkeypatch.setattr(store_module, "IVFFLAT_MIN_ROWS", 100)
+    monkeypatch.setattr(ann_indexes, "IVFFLAT_MIN_ROWS", 100)
 
     fields = catalogue_fields(300)
     items = [{"item_id": f"i{k}", "text": f"item number {k}", "fields": fields[k]} for k in range(300)]

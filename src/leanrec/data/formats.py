@@ -21,7 +21,7 @@ from typing import NoReturn
 
 from .validation import MISSING, DataValidationError, ValidationIssue, describe_type
 
-__all__ = ["FORMATS", "Table", "detect_format", "open_table"]
+__all__ = ["FORMATS", "Table", "detect_format", "open_table", "parquet_files"]
 
 #: Supported formats and the file extensions that select them.
 FORMATS: dict[str, tuple[str, ...]] = {
@@ -48,6 +48,23 @@ def detect_format(path: str | Path, format: str | None = None) -> str:
     raise ValueError(
         f"cannot tell the format of {str(path)!r} from its extension ({known}); pass format="
     )
+
+
+def parquet_files(path: Path, what: str = "items") -> list[Path]:
+    """The Parquet file, or the sorted ``*.parquet`` files under a folder (hidden ones skipped).
+
+    One rule for what a catalogue or event folder holds, shared by the batch encode job
+    (:mod:`leanrec.scale.encode`) and the service's bulk load of its output
+    (:mod:`leanrec.service.bulk_load`): both must see the same files. ``what`` names the
+    input in the error."""
+    if not path.exists():
+        raise FileNotFoundError(f"{what} file or folder {path} does not exist")
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*.parquet") if p.is_file() and not p.name.startswith("."))
+        if not files:
+            raise FileNotFoundError(f"{path} holds no *.parquet files")
+        return files
+    return [path]
 
 
 @dataclass

@@ -125,18 +125,6 @@ def load_counts() -> dict[str, int]:
 
 
 # -- inputs ---------------------------------------------------------------------------------
-def _input_files(items_path: Path, what: str = "items") -> list[Path]:
-    """The Parquet file, or the sorted ``*.parquet`` files under a folder (hidden ones skipped)."""
-    if not items_path.exists():
-        raise FileNotFoundError(f"{what} file or folder {items_path} does not exist")
-    if items_path.is_dir():
-        files = sorted(p for p in items_path.rglob("*.parquet") if p.is_file() and not p.name.startswith("."))
-        if not files:
-            raise FileNotFoundError(f"{items_path} holds no *.parquet files")
-        return files
-    return [items_path]
-
-
 def list_partitions(items_path: str | os.PathLike, partition_rows: int = DEFAULT_PARTITION_ROWS
                     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``(partitions, files)``: fixed row ranges over the Parquet input(s), and a fingerprint per file.
@@ -146,12 +134,14 @@ def list_partitions(items_path: str | os.PathLike, partition_rows: int = DEFAULT
     """
     import pyarrow.parquet as pq
 
+    from leanrec.data.formats import parquet_files
+
     if isinstance(partition_rows, bool) or not isinstance(partition_rows, int) or partition_rows < 1:
         raise ValueError(f"partition_rows must be a positive integer, got {partition_rows!r}")
     root = Path(items_path).expanduser()
     parts: list[dict[str, Any]] = []
     files: list[dict[str, Any]] = []
-    for path in _input_files(root):
+    for path in parquet_files(root):
         try:
             meta = pq.ParquetFile(path)
         except Exception as exc:

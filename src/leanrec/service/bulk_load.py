@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..scale.encode import _input_files
+from ..data.formats import parquet_files
 from .importer import _json_value
 from .store import Store
 
@@ -80,7 +80,7 @@ def _where(df, files: list[Path], i: int) -> str:
 def _items_frame(items_path: Path):
     from leanrec.data.products import item_text
 
-    files = _input_files(items_path, "items")
+    files = parquet_files(items_path, "items")
     df = _read(files, ("item_id", "title"))
     bad = df["item_id"].isna().to_numpy()
     if bad.any():
@@ -133,7 +133,7 @@ def _vectors_for(vectors_dir: Path, item_ids: np.ndarray) -> tuple[str, np.ndarr
 def _events_frame(events_path: Path, loaded: np.ndarray, store: Store):
     import pandas as pd
 
-    files = _input_files(events_path, "events")
+    files = parquet_files(events_path, "events")
     df = _read(files, ("user_id", "item_id", "timestamp"), ("kind", "value"))
     for col in ("user_id", "item_id", "timestamp"):
         bad = df[col].isna().to_numpy()
@@ -207,11 +207,11 @@ def _load_generic(store: Store, encoder_id, ids, texts, fields, vectors, ev, say
     n, batch = len(ids), 5000
     created = 0
     with store.engine.begin() as conn:
-        last = store._next_seq(conn, n)
+        last = store.reserve_seq(conn, n)
         for lo in range(0, n, batch):
             rows = [{"item_id": ids[k], "text": texts[k], "fields": fields[k]} for k in range(lo, min(lo + batch, n))]
-            out = store._upsert_items_in(conn, rows, vectors[lo:lo + batch], encoder_id, now,
-                                         first_seq=last - n + 1 + lo, fields_json=True)
+            out = store.upsert_items_in(conn, rows, vectors[lo:lo + batch], encoder_id, now,
+                                        first_seq=last - n + 1 + lo, fields_json=True)
             created += sum(r["created"] for r in out)
             say("items", min(lo + batch, n), n)
         seconds["items_and_vectors"] = time.perf_counter() - t
@@ -246,7 +246,8 @@ def _load_postgres(store: Store, encoder_id, ids, texts, fields, vectors, ev, sa
     vt, dim, n = table.name, int(vectors.shape[1]), len(ids)
     ann = store.ann_index(encoder_id)
     index = ann["name"] if ann is not None else None
-    others = [t for e, t, _ in _registered(store) if e != encoder_id]
+    with store.engine.connect() as conn:
+        others = [t for e, t, _ in store.pgvector_tables(conn) if e != encoder_id]
     now = time.time()
     fairy = store.engine.raw_connection()
     pg = fairy.driver_connection
@@ -319,9 +320,4 @@ def _load_postgres(store: Store, encoder_id, ids, texts, fields, vectors, ev, sa
             conn.execute(text(f"ANALYZE {name}"))
     seconds["analyze"] = time.perf_counter() - t
     return {"created": n - replaced, "replaced": replaced, "ann_index_dropped": dropped, "method": "copy"}
-
-
-def _registered(store: Store) -> list[tuple[str, str, int]]:
-    with store.engine.connect() as conn:
-        return store._registered(conn)
 

@@ -4,7 +4,7 @@ On PostgreSQL this enables ``CREATE EXTENSION IF NOT EXISTS vector`` (in a savep
 server without pgvector, or a role not allowed to create it, keeps a working plain store)
 and creates ``pgvector_encoders``, which names the ``vector(d)`` table of each encoder. The
 tables themselves are created by the store the first time an encoder is used, because their
-dimension is only known then (see ``leanrec.service.store.PgVectors``). On SQLite this
+dimension is only known then (see ``leanrec.service.store.vectors``). On SQLite this
 revision changes nothing.
 
 A service configured with ``index = "pgvector"`` on a server where the extension could not

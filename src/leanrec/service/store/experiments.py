@@ -1,0 +1,64 @@
+"""Online experiments and their exposures (the lists served under them, one row each).
+The rules — arms, assignment, interleaving, attribution, statistics — are
+:mod:`leanrec.service.experiments`'; this module only keeps their rows."""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+
+from sqlalchemy import func, select, update
+
+from ..schema import attributions, experiments, exposures
+from .base import Database
+
+
+class ExperimentRows(Database):
+    def add_experiment(self, exp: dict) -> bool:
+        """Store a new experiment (``Experiment.to_dict()``); False if the id is taken."""
+        with self.engine.begin() as conn:
+            if conn.execute(select(experiments.c.id).where(experiments.c.id == exp["id"])).first() is not None:
+                return False
+            conn.execute(experiments.insert().values(
+                id=exp["id"], mode=exp["mode"], status=exp["status"], arms=json.dumps(exp["arms"]),
+                attribution_window_s=exp["attribution_window_s"], click_kinds=json.dumps(exp["click_kinds"]),
+                created_at=exp["created_at"], stopped_at=exp["stopped_at"]))
+        return True
+
+    def experiments(self) -> list[dict]:
+        """Every experiment, oldest first, as ``Experiment.from_dict`` reads them."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(experiments).order_by(experiments.c.created_at, experiments.c.id)).mappings()
+            return [{**r, "arms": json.loads(r["arms"]), "click_kinds": json.loads(r["click_kinds"])} for r in rows]
+
+    def stop_experiment(self, experiment_id: str, ts: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(experiments).where(experiments.c.id == experiment_id, experiments.c.status == "running")
+                         .values(status="stopped", stopped_at=ts))
+
+    @contextmanager
+    def new_exposure(self, experiment_id: str, user_id: str, arm: str | None, ts: float):
+        """Log one served list, in one transaction: yields ``{"id": exposure id}`` before the
+        list exists (an interleaved list's coins are seeded by that id, so the stored row
+        replays it); the caller sets ``items`` (and ``teams``) and the row is completed on
+        exit. An exception inside rolls the exposure back."""
+        with self.engine.begin() as conn:
+            xid = int(conn.execute(exposures.insert().returning(exposures.c.id).values(
+                experiment_id=experiment_id, user_id=user_id, arm=arm, items="[]", teams=None, ts=ts)).scalar_one())
+            row: dict = {"id": xid, "items": [], "teams": None}
+            yield row
+            conn.execute(update(exposures).where(exposures.c.id == xid).values(
+                items=json.dumps(row["items"]), teams=None if row["teams"] is None else json.dumps(row["teams"])))
+
+    def exposure_outcomes(self, experiment_id: str) -> list[tuple]:
+        """One row per exposure: (exposure id, user id, arm, {team or arm: attributed clicks})."""
+        with self.engine.connect() as conn:
+            clicks: dict[int, dict[str, int]] = {}
+            for x, arm, n in conn.execute(
+                    select(attributions.c.exposure_id, attributions.c.arm, func.count())
+                    .where(attributions.c.experiment_id == experiment_id)
+                    .group_by(attributions.c.exposure_id, attributions.c.arm)):
+                clicks.setdefault(int(x), {})[arm] = int(n)
+            return [(int(x), u, a, clicks.get(int(x), {})) for x, u, a in conn.execute(
+                select(exposures.c.id, exposures.c.user_id, exposures.c.arm)
+                .where(exposures.c.experiment_id == experiment_id).order_by(exposures.c.id))]
