@@ -55,7 +55,8 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
                 module = ".".join(base + ([node.module] if node.module else []))
             else:
                 module = node.module or ""
-            targets = [f"{module}.{a.name}" for a in node.names] + [module]
+            # ``from package import module`` imports the module; ``from module import name`` the module
+            targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in known else module for a in node.names]
         for t in targets:
             while t and t not in known:
                 t = t.rpartition(".")[0]

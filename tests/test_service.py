@@ -10,9 +10,9 @@ import pytest
 from _service import READ_KEY, WRITE_KEY, HashEncoder, write_keys
 from fastapi.testclient import TestClient
 
+from leanrec.data.history import decay_factor
 from leanrec.service import ServiceConfig, create_app
 from leanrec.service.core import RecService
-from leanrec.data.history import decay_factor
 from leanrec.service.profiles import Profile
 
 W = {"Authorization": f"Bearer {WRITE_KEY}"}
@@ -307,7 +307,7 @@ def _serve_folder(tmp_path, folder) -> RecService:
 
 def _served_scores(svc, st):
     """The served model's scores of every catalogue position for a user state."""
-    from leanrec.service.core import live_user
+    from leanrec.service.scoring import live_user
 
     return svc.scoring.scorer.score([live_user(st)], svc.cat)[0]
 

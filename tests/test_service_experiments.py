@@ -17,7 +17,8 @@ from test_service import CATALOGUE as BASE_CATALOGUE
 from test_service import R, W
 
 from leanrec.service import ServiceConfig, create_app
-from leanrec.service.core import Conflict, InputError, NotFound, RecService
+from leanrec.service.core import RecService
+from leanrec.service.errors import Conflict, InputError, NotFound
 from leanrec.service.experiments import (
     Arm,
     Experiment,

@@ -254,7 +254,7 @@ def serve(
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     cfg = _config(config, host=host, port=port, db=db, api_key_file=str(api_key_file) if api_key_file else None,
                   model=str(model) if model else None, data_dir=str(data_dir) if data_dir else None)
-    from .service.core import preflight
+    from .service.lifecycle import preflight
 
     try:
         preflight(cfg)

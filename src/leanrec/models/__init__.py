@@ -1,6 +1,7 @@
 """Recommenders with the scikit-learn estimator contract (see ``base.Recommender``)."""
 
-from .base import Decomposition, Recommendation, Recommender
+from .base import Recommendation, Recommender
+from .live import Decomposition
 from .content import ContentRecommender
 from .ease import EASE
 from .hybrid import Hybrid

@@ -31,32 +31,7 @@ from ..core.errors import NotFittedError
 from ..core.ranking import softmax, top_k
 from ..data.history import History
 from ..data.schema import Dataset
-
-
-@dataclass(frozen=True)
-class Decomposition:
-    """scores[i] = contributions[:, i].sum() + base[i] + unexplained[i], for the requested items.
-
-    ``history``: positions of the user's distinct history items (ascending), one row of
-    ``contributions`` each; ``base``: the part that depends on no history item (popularity,
-    a bias); ``unexplained``: the part of the score that has no exact split (a transformer's
-    output) — all zeros when the split is exact; ``note`` says why a part is unexplained.
-    """
-
-    history: np.ndarray        # int64[h]
-    contributions: np.ndarray  # float64[h, n]
-    base: np.ndarray           # float64[n]
-    unexplained: np.ndarray    # float64[n]
-    method: str
-    note: str = ""
-
-    @property
-    def exact(self) -> bool:
-        return not np.any(self.unexplained)
-
-    @property
-    def total(self) -> np.ndarray:
-        return self.contributions.sum(axis=0) + self.base + self.unexplained
+from .live import Decomposition, ItemCatalogue, LiveUser
 
 
 @dataclass(frozen=True)
@@ -102,8 +77,6 @@ class Recommender(BaseEstimator):
         resets it: :meth:`_reset_scorer`)."""
         cached = self.__dict__.get("_scorer")
         if cached is None:
-            from .live import ItemCatalogue
-
             self._check_fitted()
             cached = (self.live_scorer(), ItemCatalogue(self.items_.ids, self._catalogue_vectors(),
                                                         self.history_.item_counts))
@@ -121,8 +94,6 @@ class Recommender(BaseEstimator):
 
     def _users(self, rows: np.ndarray) -> list:
         """The training histories of ``rows`` as the scorer's users."""
-        from .live import LiveUser
-
         ids = np.asarray(self.catalogue_.ids, dtype=object)
         return [LiveUser.from_sequence(ids[self.history_.sequences[r]]) for r in rows]
 

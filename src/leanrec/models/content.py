@@ -14,8 +14,8 @@ import numpy as np
 from sklearn.base import clone
 
 from ..data.history import user_vectors, weighted_items
-from .base import Decomposition, Recommender
-from .live import LiveScorer, encoder_spec, live_positions
+from .base import Recommender
+from .live import Decomposition, LiveScorer, encoder_spec, live_positions
 
 
 def build_encoder(encoder, texts, cache="auto"):
@@ -84,7 +84,7 @@ class ContentScorer(LiveScorer):
         return {"half_life": self.half_life, "encoder": encoder_spec(self.encoder, "content model")}
 
     @classmethod
-    def _from_folder(cls, path, config, item_ids, popularity):
+    def _from_folder(cls, path, config, item_ids, popularity, load=None):
         return cls(item_ids, popularity, temperature=config.get("temperature", 1.0), encoder=config["encoder"],
                    half_life=config.get("half_life"), meta=config)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Decomposition
+from .live import Decomposition
 
 
 def zscore_split(scorer, user, cat, positions: np.ndarray, columns: np.ndarray | None, coef: np.ndarray

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .base import Decomposition, Recommender
-from .live import LiveScorer, read_array
+from .base import Recommender
+from .live import Decomposition, LiveScorer, read_array
 
 
 class EASEScorer(LiveScorer):
@@ -67,7 +67,7 @@ class EASEScorer(LiveScorer):
         return np.ascontiguousarray(B, np.float32)
 
     @classmethod
-    def _from_folder(cls, path, config, item_ids, popularity):
+    def _from_folder(cls, path, config, item_ids, popularity, load=None):
         return cls(item_ids, popularity, cls.read_B(path, len(item_ids)), temperature=config.get("temperature", 1.0),
                    encoder=config.get("encoder"), meta=config)
 

@@ -57,7 +57,7 @@ class HybridScorer(LiveScorer):
         self.cf._save_arrays(folder)
 
     @classmethod
-    def _from_folder(cls, path, config, item_ids, popularity):
+    def _from_folder(cls, path, config, item_ids, popularity, load=None):
         common = {"temperature": config.get("temperature", 1.0), "meta": config}
         content = ContentScorer(item_ids, popularity, encoder=config["encoder"], half_life=config.get("half_life"),
                                 **common)

@@ -120,11 +120,9 @@ class LearnedHybridScorer(LiveScorer):
         spec = None
         for name, part, config in configs:
             if not getattr(part, "fusable", True):
-                from .registry import kinds
-
                 what = type(part).__name__.removesuffix("Scorer")
-                raise ValueError(f"learned hybrid component {name!r}: cannot save a {what} inside a learned hybrid; "
-                                 f"supported: {', '.join(kinds(component=True))}")
+                raise ValueError(f"learned hybrid component {name!r}: cannot save a {what} inside a learned hybrid "
+                                 "(a fused model is never a component)")
             comp_spec = config.get("encoder")
             if comp_spec is not None:
                 if spec is not None and encoder_key(comp_spec) != encoder_key(spec):
@@ -149,9 +147,8 @@ class LearnedHybridScorer(LiveScorer):
             part.save(folder / "components" / f"c{k}")
 
     @classmethod
-    def _from_folder(cls, path, config, item_ids, popularity):
-        from .registry import load_scorer
-
+    def _from_folder(cls, path, config, item_ids, popularity, load=None):
+        """``load(folder)`` reads a component's folder (the registry's loader)."""
         comps, weights, new = config.get("components"), config.get("weights"), config.get("new_item_weights")
         file = path / "leanrec_model.json"
         if not isinstance(comps, list) or not comps or not isinstance(weights, dict) or not isinstance(new, dict):
@@ -161,7 +158,7 @@ class LearnedHybridScorer(LiveScorer):
             name = c.get("name") if isinstance(c, dict) else None
             if name not in weights or name not in new:
                 raise ValueError(f"{file}: component {name!r} has no weight")
-            sub = load_scorer(path / str(c.get("folder")), component=True)
+            sub = load(path / str(c.get("folder")))
             if sub.item_ids != item_ids:
                 raise ValueError(f"{path / str(c.get('folder'))}: component {name!r} has another catalogue than {path}")
             if sub.encoder is not None and encoder_key(sub.encoder) != encoder_key(config["encoder"]):

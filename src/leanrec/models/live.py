@@ -34,10 +34,34 @@ from typing import Any, ClassVar, Protocol, Sequence
 
 import numpy as np
 
-from .base import Decomposition
-
 MODEL_FILE = "leanrec_model.json"
 FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Decomposition:
+    """scores[i] = contributions[:, i].sum() + base[i] + unexplained[i], for the requested items.
+
+    ``history``: positions of the user's distinct history items (ascending), one row of
+    ``contributions`` each; ``base``: the part that depends on no history item (popularity,
+    a bias); ``unexplained``: the part of the score that has no exact split (a transformer's
+    output) — all zeros when the split is exact; ``note`` says why a part is unexplained.
+    """
+
+    history: np.ndarray        # int64[h]
+    contributions: np.ndarray  # float64[h, n]
+    base: np.ndarray           # float64[n]
+    unexplained: np.ndarray    # float64[n]
+    method: str
+    note: str = ""
+
+    @property
+    def exact(self) -> bool:
+        return not np.any(self.unexplained)
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.contributions.sum(axis=0) + self.base + self.unexplained
 
 
 class LiveCatalogue(Protocol):
@@ -249,8 +273,10 @@ class LiveScorer:
         return out
 
     @classmethod
-    def _from_folder(cls, path: Path, config: dict, item_ids: list, popularity: np.ndarray) -> "LiveScorer":
-        """Build the scorer from its folder's config and arrays (common parts read already)."""
+    def _from_folder(cls, path: Path, config: dict, item_ids: list, popularity: np.ndarray,
+                     load=None) -> "LiveScorer":
+        """Build the scorer from its folder's config and arrays (common parts read already);
+        ``load(folder)`` reads a component folder, for scorers made of others."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

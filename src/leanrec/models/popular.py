@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Decomposition, Recommender
-from .live import LiveScorer
+from .base import Recommender
+from .live import Decomposition, LiveScorer
 
 
 class PopularScorer(LiveScorer):
@@ -35,7 +35,7 @@ class PopularScorer(LiveScorer):
         return np.zeros(0, object), np.zeros(0), float(self.score([user], cat)[0, columns].mean()), 0.0
 
     @classmethod
-    def _from_folder(cls, path, config, item_ids, popularity):
+    def _from_folder(cls, path, config, item_ids, popularity, load=None):
         return cls(item_ids, popularity, temperature=config.get("temperature", 1.0), encoder=config.get("encoder"),
                    meta=config)
 

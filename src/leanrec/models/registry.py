@@ -91,6 +91,7 @@ def load_scorer(folder: str | os.PathLike, *, component: bool = False) -> LiveSc
     needs_encoder = cls.uses_profile or cls.scores_new_items
     if needs_encoder and not isinstance(config.get("encoder"), dict):
         raise ValueError(f"{cfg_path}: a {kind} model needs an 'encoder' object")
-    scorer = cls._from_folder(path, config, [str(i) for i in ids], np.asarray(popularity, np.float64))
+    scorer = cls._from_folder(path, config, [str(i) for i in ids], np.asarray(popularity, np.float64),
+                              load=lambda sub: load_scorer(sub, component=True))
     scorer.path = str(path.resolve())
     return scorer

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Decomposition
-from .live import LiveScorer, encoder_spec, live_positions
+from .live import Decomposition, LiveScorer, encoder_spec, live_positions
 
 SEQNET_FILE = "seqnet.pt"
 #: SequentialRecommender parameters that fix the network's shape and formulas.
@@ -192,7 +191,7 @@ class SequentialScorer(LiveScorer):
         torch.save(self.state, folder / SEQNET_FILE)
 
     @classmethod
-    def _from_folder(cls, path, config, item_ids, popularity):
+    def _from_folder(cls, path, config, item_ids, popularity, load=None):
         if not isinstance(config.get("seqnet"), dict):
             raise ValueError(f"{path / 'leanrec_model.json'}: a sequential model needs a 'seqnet' object")
         state = read_seqnet(path, config["seqnet"], popularity)

@@ -23,7 +23,7 @@ import numpy as np
 from sqlalchemy import func, select
 
 from ..explain import DEFAULT_VERB, KIND_VERBS, leaders, sentence
-from ..models.base import Decomposition
+from ..models.live import Decomposition
 from .schema import events
 
 TOLERANCE = 1e-4

@@ -16,7 +16,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import TypeAdapter, ValidationError
 
 from ..config import ServiceConfig
-from ..core import Conflict, InputError, NotFound, RecService
+from ..core import RecService
+from ..errors import Conflict, InputError, NotFound
 from ..keys import allows, hash_key
 from ..metrics import Metrics
 

@@ -6,7 +6,8 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from ..core import InputError, check_timestamp
+from ..errors import InputError
+from ..inputs import check_timestamp
 from .bodies import ANY_EVENTS, EVENTS, documents
 from .deps import Http, json_response, read_body, unprocessable, validate
 

@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from ..core import parse_filters
+from ..inputs import parse_filters
 from .bodies import ANY_ITEMS, ID, ITEM, ITEMS, documents
 from .deps import Http, call, json_response, read_body, validate
 

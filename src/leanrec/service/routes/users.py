@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from ..core import parse_filters
+from ..inputs import parse_filters
 from .deps import Http, call, json_response
 
 

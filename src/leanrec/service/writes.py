@@ -1,0 +1,93 @@
+"""Item and event writes: the database transaction first, then the in-memory change.
+
+Part of :class:`~leanrec.service.core.RecService` (see its docstring for the locks).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..data.history import decay_factor
+from .errors import InputError, NotFound
+from .profiles import Profile
+from .scoring import (
+    UserState,
+)
+
+log = logging.getLogger("leanrec.service")
+
+
+class Writes:
+    def upsert_items(self, items: list[dict]) -> list[dict]:
+        """``items``: dicts with item_id, text, fields (already validated). Encoded before
+        the transaction; stored and searchable when this returns."""
+        if not items:
+            return []
+        ids = [it["item_id"] for it in items]
+        first: dict[str, int] = {}
+        for k, i in enumerate(ids):
+            if first.setdefault(i, k) != k:
+                raise InputError([{"loc": ["body", "items", k, "item_id"], "type": "value_error",
+                                   "msg": f"item id {i!r} appears more than once in the batch"}])
+        vecs = self._encode([it["text"] for it in items])
+        enc_id = self.encoder.model_id
+        with self._write:
+            if self.encoder.model_id != enc_id:  # a model swap changed the encoder meanwhile
+                vecs = self._encode([it["text"] for it in items])
+            res = self.store.upsert_items(items, vecs, self.encoder.model_id)
+            with self._state:
+                self.cat.upsert(ids, vecs, [it["fields"] for it in items], [r["created_at"] for r in res],
+                                seq=max(r["seq"] for r in res))
+        return res
+
+    def delete_item(self, item_id: str) -> None:
+        with self._write:
+            seq = self.store.delete_item(item_id)
+            if seq is None:
+                raise NotFound(f"no item {item_id!r}")
+            with self._state:
+                self.cat.remove(item_id, seq)
+
+    def add_events(self, events: list[dict]) -> dict:
+        """``events``: dicts with user_id, item_id, ts, kind, value (types already checked).
+        Every item must exist; the batch is stored whole or not at all."""
+        with self._write:
+            cat = self.cat
+            bad = [{"loc": ["body", "events", k, "item_id"], "type": "value_error",
+                    "msg": f"unknown item id {e['item_id']!r}"} for k, e in enumerate(events) if e["item_id"] not in cat]
+            if bad:
+                raise InputError(bad)
+            by_user: dict[str, list[dict]] = {}
+            for e in events:
+                by_user.setdefault(e["user_id"], []).append(e)
+            gamma = decay_factor(self.scoring.half_life)
+            new_states, rows = {}, []
+            for user, evs in by_user.items():
+                state = self._user_state(user)
+                evs_sorted = sorted(evs, key=lambda e: e["ts"])  # stable: batch order breaks ties
+                ts = np.array([e["ts"] for e in evs_sorted])
+                prof = state.profile or Profile.empty(cat.dim)
+                keep = self.scoring.seq_keep
+                if ts.min() >= prof.last_ts:
+                    prof = prof.folded(np.stack([cat.vector(e["item_id"]) for e in evs_sorted]), ts, gamma)
+                    recent = state.recent + tuple(e["item_id"] for e in evs_sorted)
+                else:  # an event from the past: recompute this user's profile exactly
+                    history = self.store.history(user) + [(e["item_id"], e["ts"]) for e in evs_sorted]
+                    prof = self._profile_from(history)
+                    recent = tuple(i for i, _ in sorted(history, key=lambda h: h[1]))  # stable: store order
+                new_states[user] = UserState(prof, tuple(dict.fromkeys(state.seen + tuple(e["item_id"] for e in evs))),
+                                             recent[-keep:] if keep else ())
+                rows.append(prof.to_row(self.pid, user))
+            last_id = self.store.add_events(
+                [{"user_id": e["user_id"], "item_id": e["item_id"], "ts": e["ts"], "kind": e["kind"],
+                  "value": e["value"]} for e in events], rows,
+                running=[x for x in self._experiments.values() if x.running])
+            with self._state:
+                for user, st in new_states.items():
+                    self._remember(user, st)
+                cat.add_counts([e["item_id"] for e in events])
+        if self.metrics is not None:
+            self.metrics.events.inc(len(events))
+        return {"stored": len(events), "users": len(by_user), "last_event_id": last_id}
