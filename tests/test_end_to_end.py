@@ -7,7 +7,8 @@ import pytest
 
 from leanrec.data import EventColumns, ItemColumns, load_dataset
 from leanrec.data.synth import make_dataset
-from leanrec.experiment import ExperimentConfig, plan_steps, run_experiment
+from leanrec.experiment import plan_steps, run_experiment
+from leanrec.models.presets import ExperimentConfig
 
 
 @pytest.mark.slow

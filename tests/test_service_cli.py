@@ -36,7 +36,7 @@ def test_train_import_and_serve_ml100k(tmp_path):
                    "--data-dir", "data", cwd=tmp_path)
     assert "events skipped" in out
 
-    from leanrec.experiment import ExperimentConfig, model_grid
+    from leanrec.models.presets import ExperimentConfig, model_grid
 
     ds = load_ml100k(fetch=False)
     est, grid = model_grid("hybrid", ExperimentConfig(), {})

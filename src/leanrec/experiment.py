@@ -6,18 +6,8 @@ plain dict that is also written as ``results.json``, with each test user's top-2
 ``recs/<model>_<protocol>.csv`` (``user_id,rank,item_id,score`` with the data set's own ids)
 so anyone can re-score them.
 
-Two families of models (``--models all`` runs both):
-
-* the core ones — ``popular``, ``ease``, ``tfidf``, ``minilm`` (frozen sentence vectors,
-  decayed-mean users) and ``hybrid`` (EASE + MiniLM, one weight tuned on validation);
-* the learned ones, trained on the protocol's training events with a time budget:
-  ``minilm-ft`` (the content model on a MiniLM fine-tuned contrastively on this
-  protocol's training histories, :mod:`leanrec.encoders.finetune`), ``projection``,
-  ``attention`` and ``sasrec`` (:class:`~leanrec.models.sequential.SequentialRecommender`
-  on frozen MiniLM vectors: a learned projection with mean pooling, attention pooling, a
-  causal transformer) and ``learned-hybrid`` (every other model this run fitted, fused
-  with weights learned on the validation targets,
-  :meth:`~leanrec.models.learned_hybrid.LearnedHybrid.from_fitted`).
+The models and their grids are the named presets of :mod:`leanrec.models.presets`
+(``--models all`` runs every one).
 """
 
 from __future__ import annotations
@@ -25,120 +15,20 @@ from __future__ import annotations
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
 from .data.schema import Dataset
-from .data.split import SEED, make_split
+from .data.split import PROTOCOLS, make_split
 from .eval.tuning import TunedRun, tune_and_test
-from .models import EASE, ContentRecommender, Hybrid, MostPopular
-
-CORE_MODELS = ("popular", "ease", "tfidf", "minilm", "hybrid")
-LEARNED_MODELS = ("minilm-ft", "projection", "attention", "sasrec", "learned-hybrid")
-MODEL_NAMES = CORE_MODELS + LEARNED_MODELS
-MODEL_GROUPS = {"all": MODEL_NAMES, "core": CORE_MODELS, "learned": LEARNED_MODELS}
-PROTOCOLS = ("warm", "cold")
-#: what the learned hybrid never fuses: the fixed hybrid is EASE + MiniLM again.
-NOT_FUSED = ("hybrid", "learned-hybrid")
-
-
-def expand_models(names) -> tuple[str, ...]:
-    """Model names with the groups ``all``, ``core`` and ``learned`` expanded, in the run
-    order (each model after the ones it builds on), duplicates dropped."""
-    out: list[str] = []
-    for name in names:
-        for one in MODEL_GROUPS.get(name, (name,)):
-            if one not in out:
-                out.append(one)
-    unknown = [n for n in out if n not in MODEL_NAMES]
-    if unknown:
-        raise ValueError(f"unknown model(s) {unknown}; choose from {', '.join(MODEL_NAMES)} "
-                         f"or a group: {', '.join(MODEL_GROUPS)}")
-    return tuple(sorted(out, key=MODEL_NAMES.index))
-
-
-@dataclass
-class ExperimentConfig:
-    """Every choice that shapes the numbers; written into results.json beside them."""
-
-    models: tuple[str, ...] = MODEL_NAMES
-    protocols: tuple[str, ...] = PROTOCOLS
-    seed: int = SEED
-    half_lives: tuple = (1, 2, 4, 8, 16, None)
-    ease_lambdas: tuple = (30.0, 100.0, 300.0, 1000.0, 3000.0)
-    hybrid_half_lives: tuple = (1, 2, 4, 8)
-    hybrid_weights: tuple = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-    hybrid_content: str = "minilm"
-    sentence_model: str = "all-MiniLM-L6-v2"
-    # learned models (time budgets are caps: the runs below finish inside them here)
-    finetune: dict = field(default_factory=lambda: dict(FINETUNE_DEFAULTS))
-    sequential: dict = field(default_factory=lambda: dict(SEQUENTIAL_DEFAULTS))
-    sasrec_grid: tuple = ({"item_ids": False}, {"item_ids": True})
-    #: how the sequence models get to test: "history" = trained on train, scored with the
-    #: train+validation histories (no second training); "retrain" = refitted like the rest.
-    sequential_refit: str = "history"
-
-
-#: ``leanrec.encoders.finetune.ensure_finetuned`` arguments of the demo's fine-tune.
-FINETUNE_DEFAULTS = {"time_budget_s": 1140.0, "max_epochs": 6, "pairs_per_epoch": 2048, "batch_size": 64,
-                     "lr": 5e-4, "patience": 2, "threads": 1}
-#: SequentialRecommender arguments shared by projection, attention and sasrec.
-SEQUENTIAL_DEFAULTS = {"time_budget_s": 300.0, "max_epochs": 200, "patience": 5, "threads": 1}
-
-
-def model_grid(name: str, cfg: ExperimentConfig, tuned: dict, finetuned: str | None = None) -> tuple[object, list[dict]]:
-    """Estimator and validation grid for one model; the hybrid reuses the tuned EASE λ.
-
-    ``finetuned`` is the fine-tuned encoder folder ``minilm-ft`` uses (fine-tuned on the
-    data the model will be fitted on: the caller's job). ``learned-hybrid`` has no grid:
-    its weights are learned (see :func:`learned_hybrid_run`)."""
-    if name == "popular":
-        return MostPopular(), [{}]
-    if name == "ease":
-        return EASE(), [{"lam": lam} for lam in cfg.ease_lambdas]
-    if name in ("tfidf", "minilm"):
-        encoder = "tfidf" if name == "tfidf" else cfg.sentence_model
-        return ContentRecommender(encoder=encoder), [{"half_life": h} for h in cfg.half_lives]
-    if name == "hybrid":
-        lam = tuned.get("ease", {}).get("lam", EASE().lam)
-        encoder = "tfidf" if cfg.hybrid_content == "tfidf" else cfg.sentence_model
-        est = Hybrid(content=ContentRecommender(encoder=encoder), cf=EASE(lam=lam))
-        return est, [{"content__half_life": h, "weight": w}
-                     for h in cfg.hybrid_half_lives for w in cfg.hybrid_weights]
-    if name == "minilm-ft":
-        return ContentRecommender(encoder=finetuned), [{"half_life": h} for h in cfg.half_lives]
-    if name in ("projection", "attention", "sasrec"):
-        from .models.sequential import SequentialRecommender
-
-        pooling = {"projection": "mean", "attention": "attention", "sasrec": "sasrec"}[name]
-        est = SequentialRecommender(encoder=cfg.sentence_model, pooling=pooling, seed=cfg.seed, **cfg.sequential)
-        return est, list(cfg.sasrec_grid) if name == "sasrec" else [{}]
-    if name == "learned-hybrid":
-        return servable_learned_hybrid(cfg, tuned), [{}]
-    raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODEL_NAMES)}")
-
-
-def servable_learned_hybrid(cfg: ExperimentConfig, tuned: dict):
-    """The learned hybrid a service can run (``leanrec train --model learned-hybrid``):
-    EASE + the MiniLM content model + SASRec, each with its tuned parameters where
-    ``tuned`` has them (the demo's ``results.json``), the fusion weights learned in ``fit``
-    on an internal validation. (The demo's own learned hybrid fuses every model it ran,
-    TF-IDF included, whose corpus-fitted vocabulary a live catalogue cannot keep.)"""
-    from .models.learned_hybrid import LearnedHybrid
-    from .models.sequential import SequentialRecommender
-
-    def params(name: str) -> dict:
-        chosen = tuned.get(name) or {}
-        return chosen if all(isinstance(v, (int, float, str, bool, type(None))) for v in chosen.values()) else {}
-
-    ease = EASE(**params("ease"))
-    content = ContentRecommender(encoder=cfg.sentence_model, **params("minilm"))
-    sasrec = SequentialRecommender(encoder=cfg.sentence_model, pooling="sasrec", seed=cfg.seed, **cfg.sequential)
-    sasrec.set_params(**params("sasrec"))
-    return LearnedHybrid([("ease", ease), ("minilm", content), ("sasrec", sasrec)], seed=cfg.seed)
-
+from .models.presets import (
+    NOT_FUSED,
+    ExperimentConfig,
+    expand_models,
+    model_grid,
+)
 
 def plan_steps(cfg: ExperimentConfig) -> int:
     """Number of progress steps ``run_experiment`` will report (grid points + test runs)."""

@@ -127,6 +127,10 @@ def cold_start_split(ds: Dataset, seed: int = SEED, fraction: float = COLD_FRACT
     )
 
 
+#: The evaluation protocols (DESIGN.md §4): warm users' next item, and cold items.
+PROTOCOLS = ("warm", "cold")
+
+
 def make_split(ds: Dataset, protocol: str, seed: int = SEED) -> Split:
     if protocol == "warm":
         return temporal_leave_one_out(ds)

@@ -5,7 +5,7 @@ choice that differs between the two sides (and every choice that does not), so e
 one small TOML file that is copied, whole, into ``compare.json``. Example::
 
     name = "ease-300"          # label in the report (default: the file name)
-    model = "ease"             # any model leanrec.experiment knows: popular, ease, tfidf, minilm,
+    model = "ease"             # any model leanrec.models.presets names: popular, ease, tfidf, minilm,
                                # hybrid, minilm-ft, projection, attention, sasrec, learned-hybrid
     dataset = "ml-100k"        # "ml-100k" | "synthetic" | a folder holding items.<ext> and
                                # events.<ext> (csv, tsv, jsonl or parquet; canonical columns,
@@ -114,7 +114,7 @@ def _is_int(value) -> bool:
 
 
 def _estimator(model: str, seed: int):
-    from ..experiment import ExperimentConfig, model_grid
+    from ..models.presets import ExperimentConfig, model_grid
 
     estimator, _ = model_grid(model, ExperimentConfig(seed=seed), {})
     return estimator
@@ -122,7 +122,8 @@ def _estimator(model: str, seed: int):
 
 def load_config(path: str | Path) -> CompareConfig:
     """Read and check one side's TOML file; every error names the file and the field."""
-    from ..experiment import MODEL_NAMES, PROTOCOLS
+    from ..data.split import PROTOCOLS
+    from ..models.presets import MODEL_NAMES
 
     path = Path(path)
     try:
@@ -292,7 +293,8 @@ class SideRun:
 def fit_and_evaluate(cfg: CompareConfig, split: Split, *,
                      on_status: Callable[[str], None] | None = None) -> SideRun:
     """Fit one side like the demo's test stage and evaluate it on the split's test targets."""
-    from ..experiment import ExperimentConfig, _finetuned_encoder, model_grid
+    from ..experiment import _finetuned_encoder
+    from ..models.presets import ExperimentConfig, model_grid
 
     t0 = time.perf_counter()
     exp = ExperimentConfig(seed=cfg.seed)
