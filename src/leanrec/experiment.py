@@ -81,7 +81,7 @@ class ExperimentConfig:
     sequential_refit: str = "history"
 
 
-#: ``leanrec.encoders.finetune.ensure_finetuned`` arguments of the demo's fine-tune.
+#: ``leanrec.eval.finetune.ensure_finetuned`` arguments of the demo's fine-tune.
 FINETUNE_DEFAULTS = {"time_budget_s": 1140.0, "max_epochs": 6, "pairs_per_epoch": 2048, "batch_size": 64,
                      "lr": 5e-4, "patience": 2, "threads": 1}
 #: SequentialRecommender arguments shared by projection, attention and sasrec.
@@ -221,7 +221,7 @@ def learned_hybrid_run(runs: dict[str, TunedRun], split, seed: int) -> TunedRun:
 
 def _finetuned_encoder(split, cfg: ExperimentConfig, on_status) -> tuple[str, dict]:
     """The MiniLM fine-tuned on this split's training events (cached; trained if missing)."""
-    from .encoders.finetune import ensure_finetuned
+    from .eval.finetune import ensure_finetuned
 
     def progress(event: dict) -> None:
         if not on_status:
