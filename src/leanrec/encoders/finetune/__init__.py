@@ -4,8 +4,9 @@ Why: a pretrained sentence model places items by what their texts *say*; users c
 items by taste. Items a user consumed close together in their history are a free signal
 of "these go together", so we fine-tune the encoder to put such pairs near each other:
 
-* **pairs** (:func:`~leanrec.encoders.finetune.pairs.mine_pairs`): for each user's events in (timestamp, item) order, the
-  pairs ``(seq[t], seq[t+d])`` for ``1 <= d <= window``, repeat pairs of one item dropped;
+* **pairs** (:func:`~leanrec.encoders.finetune.pairs.mine_pairs`): for each user's events
+  in (timestamp, item) order, the pairs ``(seq[t], seq[t+d])`` for ``1 <= d <= window``,
+  repeat pairs of one item dropped;
 * **loss**: MultipleNegativesRankingLoss (in-batch negatives: each pair's partner is the
   positive, every other pair's items are negatives), symmetric (anchor->positive and
   back), scale 20 (temperature 0.05) as in sentence-transformers, **with the
