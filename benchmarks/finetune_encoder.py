@@ -87,10 +87,8 @@ def main() -> None:
 
     from leanrec.data import load
     from leanrec.data.split import make_split
-    from leanrec.encoders.finetune import (
-        compare_onnx_int8,
-        finetune_encoder,
-    )
+    from leanrec.cost.finetune_check import compare_onnx_int8
+    from leanrec.eval.finetune import finetune_encoder
 
     if args.stage == "md":
         write(json.loads(args.out.with_suffix(".json").read_text()), args.out)
@@ -172,9 +170,10 @@ def int8_stage(report: dict, ds, args) -> None:
     """The serving path's int8 export again (with the folder's scheme hint as a fine-tune now
     writes it), then every int8 scheme side by side: fidelity and encode speed."""
     from leanrec.data.split import make_split
-    from leanrec.encoders.finetune import ONNX_INT8_SCHEME, compare_onnx_int8
+    from leanrec.cost.finetune_check import compare_onnx_int8
+    from leanrec.encoders import load_saved_encoder
+    from leanrec.encoders.finetune import ONNX_INT8_SCHEME
     from leanrec.encoders.onnx_export import EXPORT_HINTS_FILENAME, INT8_SCHEMES
-    from leanrec.encoders.saved import load_saved_encoder
 
     schemes = args.int8_schemes if args.int8_schemes is not None else list(INT8_SCHEMES)
     for protocol, entry in report["protocols"].items():
@@ -219,7 +218,7 @@ def int8_stage(report: dict, ds, args) -> None:
 
 def bf16_stage(report: dict, ds, args) -> None:
     from leanrec.data.split import make_split
-    from leanrec.encoders.finetune import time_training_steps
+    from leanrec.cost.finetune_check import time_training_steps
 
     if not args.bf16_steps:
         return

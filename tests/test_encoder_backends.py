@@ -335,9 +335,17 @@ def test_load_encoder_backends_build_once_into_the_cache(tmp_path, monkeypatch, 
     first = load_encoder("minilm", backend="onnx", precision="int8", layers=2)
     again = load_encoder("all-MiniLM-L6-v2", backend="onnx", precision="int8", layers=2, threads=1)
     assert isinstance(first, OnnxEncoder) and again.model_id == first.model_id
-    assert calls == [("onnx", {"precision": "int8", "layers": 2, "max_seq_length": None})]
+    assert calls == [("onnx", {"precision": "int8", "layers": 2, "max_seq_length": None, "int8_scheme": None})]
     assert Path(first.path).parent == tmp_path / "cache" / "encoders"
     assert "int8" in Path(first.path).name and "L2" in Path(first.path).name
+
+    # An explicit int8 scheme is an export of its own, beside the one the model's hint chose.
+    u8 = load_encoder("minilm", backend="onnx", precision="int8", layers=2, int8_scheme="u8")
+    assert calls[-1] == ("onnx", {"precision": "int8", "layers": 2, "max_seq_length": None, "int8_scheme": "u8"})
+    assert Path(u8.path).name == Path(first.path).name.replace("-int8-", "-int8-u8-")
+    with pytest.raises(ValueError, match="int8_scheme applies to precision='int8' only"):
+        load_encoder("minilm", backend="onnx", precision="fp32", int8_scheme="u8")
+    del calls[-1]
 
     st = load_encoder("minilm", backend="static", pca_dims=64, layers=1)
     load_encoder("minilm", backend="static", pca_dims=64, layers=1)

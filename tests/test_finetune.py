@@ -1,5 +1,7 @@
 """Encoder fine-tuning on item pairs: pair mining, batches, the training loop (budget,
-checkpoints, resume, determinism), the saved folder and ``leanrec train encoder``.
+checkpoints, resume, determinism), the saved folder and ``leanrec train encoder``
+(the training loop is :mod:`leanrec.encoders.finetune`; the entry points with the
+internal validation wired in are :mod:`leanrec.eval.finetune`).
 
 The training runs fine-tune a 1-layer pruned MiniLM on a small generated data set, so
 the whole file stays well under a minute on two cores.
@@ -16,19 +18,22 @@ import pytest
 
 from leanrec.data.schema import Dataset, Events, Items
 from leanrec.data.synth import make_dataset
+from leanrec.cost.finetune_check import compare_onnx_int8
+from leanrec.data.history import History
 from leanrec.encoders import finetune as ft
 from leanrec.encoders.finetune import (
     CHECKPOINT_DIR,
     RECORD_FILENAME,
-    ValidationSet,
-    ensure_finetuned,
     epoch_batches,
-    finetune_encoder,
     finetune_key,
     mine_pairs,
     no_duplicate_batches,
+    train_encoder,
 )
-from leanrec.data.history import History
+from leanrec.encoders.finetune import cache as ft_cache
+from leanrec.encoders.finetune import train as ft_train
+from leanrec.eval.finetune import ensure_finetuned, finetune_encoder
+from leanrec.eval.validation import ValidationSet
 
 # 3 epochs of 6 steps of 16 pairs on a 1-layer model: a few seconds a run
 TINY = {"layers": 1, "max_epochs": 3, "pairs_per_epoch": 96, "batch_size": 16, "lr": 1e-4, "patience": 3, "seed": 7}
@@ -142,6 +147,9 @@ def test_finetune_records_validation_and_saves_a_loadable_encoder(ds, reference)
     assert rec["frozen_valid_ndcg10"] == rec["history"][0]["valid_ndcg10"]
     assert rec["stopped"] == "max_epochs" and rec["seed"] == 7 and rec["layers"] == 1 and rec["precision"] == "fp32"
     assert rec["n_events"] == len(ds.events) and rec["train_s"] > 0 and rec["cpu_s"] > 0
+    # the validation's own account, in the record format cached folders already hold
+    assert rec["validation"] == ValidationSet(ds, half_life=8.0).describe()
+    assert rec["validation"]["protocol"].startswith("warm split of the given data set: pairs from train_valid")
     assert set(rec["versions"]) == {"torch", "transformers", "sentence-transformers"}
     assert not (out / CHECKPOINT_DIR).exists() and not out.with_name("model.tmp").exists()
     kinds = [e["event"] for e in events]
@@ -192,7 +200,7 @@ def test_resume_after_a_crash_equals_the_uninterrupted_run(ds, reference, tmp_pa
 @pytest.mark.slow
 def test_time_budget_stops_mid_epoch_and_a_larger_budget_resumes_exactly(ds, reference, tmp_path, monkeypatch):
     clock = {"t": 0.0}
-    monkeypatch.setattr(ft, "_now", lambda: clock["t"])
+    monkeypatch.setattr(ft_train, "_now", lambda: clock["t"])
 
     def spend_budget(event):  # the budget runs out during epoch 2's fourth step
         if event["event"] == "step" and event["epoch"] == 2 and event["step"] == 4:
@@ -214,7 +222,7 @@ def test_time_budget_stops_mid_epoch_and_a_larger_budget_resumes_exactly(ds, ref
 @pytest.mark.slow
 def test_a_budget_spent_before_training_keeps_the_frozen_model(ds, tmp_path, monkeypatch):
     clock = {"t": 0.0}
-    monkeypatch.setattr(ft, "_now", lambda: clock["t"])
+    monkeypatch.setattr(ft_train, "_now", lambda: clock["t"])
 
     def spend(event):
         if event["event"] == "epoch" and event["epoch"] == 0:
@@ -245,7 +253,7 @@ def test_bad_arguments_fail_fast_with_clear_messages(ds, tmp_path):
 def test_cache_key_covers_data_settings_and_seed(ds, tmp_path, monkeypatch):
     base = finetune_key(ds, **TINY)
     assert finetune_key(ds, **TINY, threads=2) == base  # threads do not change what is learnt
-    default_lr = inspect.signature(finetune_encoder).parameters["lr"].default
+    default_lr = inspect.signature(train_encoder).parameters["lr"].default
     assert finetune_key(ds, **{**TINY, "lr": default_lr}) == \
         finetune_key(ds, **{k: v for k, v in TINY.items() if k != "lr"})  # default = omitted
     assert finetune_key(ds, **{**TINY, "seed": 8}) != base
@@ -263,9 +271,10 @@ def test_cache_key_covers_data_settings_and_seed(ds, tmp_path, monkeypatch):
         (out_dir / RECORD_FILENAME).write_text("{}")
         return out_dir
 
-    monkeypatch.setattr(ft, "finetune_encoder", fake)
+    monkeypatch.setattr(ft_cache, "train_encoder", fake)
     first = ensure_finetuned(ds, **TINY)
     assert first == ensure_finetuned(ds, **TINY) and len(calls) == 1 and calls[0]["resume"] is True
+    assert calls[0]["validation"] is ValidationSet  # the key ignores it; the training gets leanrec's
     assert first.name == f"finetuned-{base[:16]}" and first.parent.name == "encoders"
 
 
@@ -298,7 +307,7 @@ def test_train_encoder_cli_fine_tunes_and_compares_onnx_int8(tmp_path):
 
 @pytest.mark.slow
 def test_compare_onnx_int8_with_another_scheme(ds, reference):
-    res = ft.compare_onnx_int8(reference[0], ds, int8_scheme="s8-ffn-out-fp32")
+    res = compare_onnx_int8(reference[0], ds, int8_scheme="s8-ffn-out-fp32")
     assert res["int8_scheme"] == "s8-ffn-out-fp32" and "s8_ffn_out_fp32" in res["onnx_folder"]
     assert res["torch_ndcg10"] == pytest.approx(_record(reference[0])["best_valid_ndcg10"], abs=1e-6)
     assert 0.9 < res["cosine_mean"] <= 1.0 + 1e-6 and 0 <= res["top10_overlap"] <= 1
@@ -358,15 +367,3 @@ def test_mnrl_loss_matches_sentence_transformers_and_the_correction_is_relative(
     q = torch.zeros(8)
     q[3] = -5.0  # item 3 is rare: its logit gets +5 as a candidate, so the other anchors' loss rises
     assert float(ft.mnrl_loss(a, b, log_q_b=q, symmetric=False)) > float(want)
-
-
-@pytest.mark.slow
-def test_time_training_steps_measures_fp32_and_bf16_on_the_same_batches(ds):
-    fp32 = ft.time_training_steps(ds, precision="fp32", steps=2, batch_size=8, layers=1, seed=1)
-    bf16 = ft.time_training_steps(ds, precision="bf16", steps=2, batch_size=8, layers=1, seed=1)
-    for r in (fp32, bf16):
-        assert len(r["step_seconds"]) == 2 and r["median_step_s"] > 0 and np.isfinite(r["last_loss"])
-    assert fp32["heldout_loss_before"] == bf16["heldout_loss_before"]  # same start, same held-out batch
-    assert fp32["losses"][0] == pytest.approx(bf16["losses"][0], abs=0.1)  # same batch, reduced precision
-    with pytest.raises(ValueError, match="precision"):
-        ft.time_training_steps(ds, precision="fp16")

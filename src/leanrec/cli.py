@@ -168,7 +168,7 @@ def _tuned_model(model: str, results: Optional[Path], ds=None):
     cfg = ExperimentConfig()
     finetuned = None
     if model == "minilm-ft" and ds is not None:
-        from .encoders.finetune import ensure_finetuned
+        from .eval.finetune import ensure_finetuned
 
         with _progress() as progress:
             task = progress.add_task("fine-tuning MiniLM on every event", total=None)

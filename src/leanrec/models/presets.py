@@ -70,7 +70,7 @@ class ExperimentConfig:
     sequential_refit: str = "history"
 
 
-#: ``leanrec.encoders.finetune.ensure_finetuned`` arguments of the demo's fine-tune.
+#: ``leanrec.eval.finetune.ensure_finetuned`` arguments of the demo's fine-tune.
 FINETUNE_DEFAULTS = {"time_budget_s": 1140.0, "max_epochs": 6, "pairs_per_epoch": 2048, "batch_size": 64,
                      "lr": 5e-4, "patience": 2, "threads": 1}
 #: SequentialRecommender arguments shared by projection, attention and sasrec.

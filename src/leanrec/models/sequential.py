@@ -28,11 +28,11 @@ import time
 import numpy as np
 
 from ..core.metrics import ndcg_at_k, target_ranks
+from ..encoders.backends import TRAINING_PRECISIONS
 from .base import Recommender
 from .content import build_encoder
 from .seqnet import POOLINGS
 
-SEQUENCE_PRECISIONS = ("fp32", "bf16")
 
 
 def windows(sequences: list[np.ndarray], max_len: int, pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -121,8 +121,8 @@ class SequentialRecommender(Recommender):
     def _check_params(self) -> None:
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if self.precision not in SEQUENCE_PRECISIONS:
-            raise ValueError(f"precision must be one of {SEQUENCE_PRECISIONS}, got {self.precision!r}")
+        if self.precision not in TRAINING_PRECISIONS:
+            raise ValueError(f"precision must be one of {TRAINING_PRECISIONS}, got {self.precision!r}")
         for name in ("dim", "max_len", "layers", "heads", "batch_size", "max_epochs"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
