@@ -18,9 +18,6 @@ __all__ = ["SCALE", "TRAINING_PRECISIONS", "batch_loss", "check_training_precisi
 
 #: MultipleNegativesRankingLoss's similarity scale (sentence-transformers' default).
 SCALE = 20.0
-#: Precisions a fine-tune trains at: fp32, or bf16 autocast around the forward pass (the
-#: weights and the optimizer stay fp32).
-
 
 def mnrl_loss(a, b, *, log_q_a=None, log_q_b=None, symmetric: bool = True, scale: float = SCALE):
     """MultipleNegativesRankingLoss of unit row vectors ``a[i]`` (anchors) and ``b[i]`` (positives).
