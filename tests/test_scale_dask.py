@@ -24,7 +24,7 @@ from leanrec.scale import (
     recommend_all,
     search_shards,
 )
-from leanrec.scale.common import InputError
+from leanrec.scale.common import JobInputError
 
 N_ITEMS = 600
 HASH = "leanrec.scale.testing:hash_encoder"
@@ -140,10 +140,10 @@ def test_bad_input_names_file_and_row(client, data, tmp_path):
     df = generate_products(50)
     df.loc[37, "title"] = "  "
     df.to_parquet(tmp_path / "bad.parquet")
-    with pytest.raises(InputError, match=r"bad.parquet row 37 \(item_id 37\): empty or missing title"):
+    with pytest.raises(JobInputError, match=r"bad.parquet row 37 \(item_id 37\): empty or missing title"):
         encode_catalogue(tmp_path / "bad.parquet", tmp_path / "v2", encoder=spec(), partition_rows=20, client=client)
     df.drop(columns="title").to_parquet(tmp_path / "notitle.parquet")
-    with pytest.raises(InputError, match="notitle.parquet lacks column"):
+    with pytest.raises(JobInputError, match="notitle.parquet lacks column"):
         encode_catalogue(tmp_path / "notitle.parquet", tmp_path / "v3", encoder=spec())
 
 
@@ -193,7 +193,7 @@ def test_recommend_all_unknown_item_is_named(client, data, tmp_path):
     bad = events.copy()
     bad.loc[5, "item_id"] = 99_999
     bad.to_parquet(tmp_path / "ev.parquet")
-    with pytest.raises(InputError, match=r"item_id 99999 \(user \d+\) is not in the catalogue"):
+    with pytest.raises(JobInputError, match=r"item_id 99999 \(user \d+\) is not in the catalogue"):
         recommend_all(tmp_path / "v", tmp_path / "ev.parquet", tmp_path / "r", client=client)
 
 

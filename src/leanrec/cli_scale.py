@@ -23,14 +23,14 @@ def _fail(exc: Exception) -> None:
 
 def _run(job, scheduler, workers, threads_per_worker, description, timeout=10.0):
     from .scale import connect
-    from .scale.common import ConfigMismatchError, InputError, PartitionFailedError
+    from .scale.common import ConfigMismatchError, JobInputError, PartitionFailedError
 
     try:
         with connect(scheduler, workers=workers, threads_per_worker=threads_per_worker, timeout=timeout) as client:
             with _progress() as bar:
                 task = bar.add_task(description, total=None)
                 return job(client, lambda done, total: bar.update(task, completed=done, total=total))
-    except (ConnectionError, ConfigMismatchError, InputError, PartitionFailedError, FileNotFoundError,
+    except (ConnectionError, ConfigMismatchError, JobInputError, PartitionFailedError, FileNotFoundError,
             ValueError) as exc:
         _fail(exc)
 

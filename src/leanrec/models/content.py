@@ -46,11 +46,16 @@ class ContentScorer(LiveScorer):
     def query(self, user, cat) -> np.ndarray:
         if user.vector is not None:
             return np.asarray(user.vector, np.float32)
-        return user_vectors([live_positions(cat, user.events)], cat.V, self.half_life)[0]
+        return self.queries([live_positions(cat, user.events)], cat.V)[0]
+
+    def queries(self, sequences, item_vectors: np.ndarray) -> np.ndarray:
+        """U of many histories given as item positions (oldest first): what a batch job that
+        ranks through a vector index sends as queries (float32[n, d])."""
+        return user_vectors(sequences, item_vectors, self.half_life)
 
     def score(self, users, cat) -> np.ndarray:
         if all(u.vector is None for u in users):
-            U = user_vectors([live_positions(cat, u.events) for u in users], cat.V, self.half_life)
+            U = self.queries([live_positions(cat, u.events) for u in users], cat.V)
         else:
             U = np.stack([self.query(u, cat) for u in users]) if users else np.zeros((0, cat.V.shape[1]), np.float32)
         return U @ cat.V.T

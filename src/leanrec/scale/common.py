@@ -23,7 +23,7 @@ import numpy as np
 
 __all__ = [
     "ConfigMismatchError",
-    "InputError",
+    "JobInputError",
     "PartitionFailedError",
     "ProgressFn",
     "atomic_write_bytes",
@@ -44,7 +44,7 @@ class ConfigMismatchError(ValueError):
     """The output folder holds results of a different configuration."""
 
 
-class InputError(ValueError):
+class JobInputError(ValueError):
     """Bad input data (missing column, empty text, unknown item): not worth a retry."""
 
 
@@ -164,7 +164,7 @@ def run_partitions(fn: Callable[..., dict[str, Any]], parts: Sequence[dict[str, 
     dies or a transient error reruns the partition elsewhere); without one, the parts run
     here one after the other, the single-process reference. ``fn`` reports bad input by
     returning ``{"error": message}`` instead of raising, so deterministic input errors are
-    not retried; that message is raised here as :class:`InputError`. An exception that
+    not retried; that message is raised here as :class:`JobInputError`. An exception that
     survives the retries raises :class:`PartitionFailedError` naming the partition; the
     other tasks are cancelled, their finished files stay for the next run.
     """
@@ -175,7 +175,7 @@ def run_partitions(fn: Callable[..., dict[str, Any]], parts: Sequence[dict[str, 
 
     def finish(i: int, res: dict[str, Any]) -> None:
         if res.get("error"):
-            raise InputError(res["error"])
+            raise JobInputError(res["error"])
         results[i] = res
         if progress is not None:
             progress(len(results), total)

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .common import (
-    InputError,
+    JobInputError,
     ProgressFn,
     atomic_save_npy,
     config_hash,
@@ -130,7 +130,7 @@ def list_partitions(items_path: str | os.PathLike, partition_rows: int = DEFAULT
     """``(partitions, files)``: fixed row ranges over the Parquet input(s), and a fingerprint per file.
 
     Reads only Parquet footers. A file without ``item_id`` or ``title`` raises
-    :class:`InputError` naming it.
+    :class:`JobInputError` naming it.
     """
     import pyarrow.parquet as pq
 
@@ -145,11 +145,11 @@ def list_partitions(items_path: str | os.PathLike, partition_rows: int = DEFAULT
         try:
             meta = pq.ParquetFile(path)
         except Exception as exc:
-            raise InputError(f"{path} is not a readable Parquet file: {exc}") from None
+            raise JobInputError(f"{path} is not a readable Parquet file: {exc}") from None
         names = set(meta.schema_arrow.names)
         missing = {"item_id", "title"} - names
         if missing:
-            raise InputError(f"{path} lacks column(s) {', '.join(sorted(missing))} (has {', '.join(sorted(names))})")
+            raise JobInputError(f"{path} lacks column(s) {', '.join(sorted(missing))} (has {', '.join(sorted(names))})")
         n = meta.metadata.num_rows
         rel = str(path.relative_to(root)) if root.is_dir() else path.name
         files.append({"file": rel, "bytes": path.stat().st_size, "rows": n})
@@ -184,11 +184,11 @@ def _texts(df, part: dict[str, Any]) -> list[str]:
     bad = titles.isna() | (titles.astype(str).str.strip() == "")
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"{part['file']} row {part['start'] + i} (item_id {df['item_id'].tolist()[i]!r}): "
+        raise JobInputError(f"{part['file']} row {part['start'] + i} (item_id {df['item_id'].tolist()[i]!r}): "
                          "empty or missing title, nothing to encode")
     if df["item_id"].isna().any():
         i = int(np.flatnonzero(df["item_id"].isna().to_numpy())[0])
-        raise InputError(f"{part['file']} row {part['start'] + i}: missing item_id")
+        raise JobInputError(f"{part['file']} row {part['start'] + i}: missing item_id")
     return item_text(df)
 
 
@@ -218,7 +218,7 @@ def encode_partition(part: dict[str, Any], out_dir: str, spec: EncoderSpec, dim:
     try:
         df = read_partition(part)
         texts = _texts(df, part)
-    except InputError as exc:
+    except JobInputError as exc:
         return {"error": str(exc)}
     ids = df["item_id"].to_numpy().astype(np.int64)
     t_read = time.perf_counter()

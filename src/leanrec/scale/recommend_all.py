@@ -2,7 +2,7 @@
 
 The model is :class:`~leanrec.models.content.ContentRecommender`'s: a user's vector is the
 time-decayed mean of the vectors of the items in their history (ordered by timestamp, then
-item id; :func:`~leanrec.data.history.user_vectors`), scored by inner product against
+item id; :meth:`~leanrec.models.content.ContentScorer.queries`), scored by inner product against
 every item, items already seen excluded. Users are split into partitions of
 ``partition_users`` consecutive user ids, so a task reads only its users' events
 (a Parquet filter on ``user_id``) and writes ``part-{k:05d}.parquet`` with columns
@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .common import (
-    InputError,
+    JobInputError,
     ProgressFn,
     config_hash,
     prepare_out_dir,
@@ -100,7 +100,7 @@ def recommend_partition(part: dict[str, Any], vectors_dir: str, vectors_hash: st
     import pyarrow.parquet as pq
 
     from leanrec.core.threads import thread_budget
-    from leanrec.data.history import user_vectors
+    from leanrec.models.content import ContentScorer
 
     from .common import _tmp_name
 
@@ -129,7 +129,7 @@ def recommend_partition(part: dict[str, Any], vectors_dir: str, vectors_hash: st
     users, starts = np.unique(ev["user_id"].to_numpy(), return_index=True)
     bounds = np.append(starts, len(ev))
     sequences = [pos[bounds[u]:bounds[u + 1]] for u in range(len(users))]
-    U = user_vectors(sequences, vectors, half_life)  # as ContentRecommender.user_vectors
+    U = ContentScorer([], [], half_life=half_life).queries(sequences, vectors)  # the content model's queries
     seen = [np.unique(seq) for seq in sequences]
     t_prof = time.perf_counter()
     with thread_budget(threads):
@@ -165,10 +165,10 @@ def _user_partitions(events_path: Path, partition_users: int) -> list[dict[str, 
         names = pq.ParquetDataset(events_path).schema.names
         table = pq.read_table(events_path, columns=["user_id"]) if "user_id" in names else None
     except Exception as exc:
-        raise InputError(f"{events_path} is not a readable Parquet event log: {exc}") from None
+        raise JobInputError(f"{events_path} is not a readable Parquet event log: {exc}") from None
     missing = [c for c in EVENT_COLUMNS if c not in names]
     if missing:
-        raise InputError(f"{events_path} lacks column(s) {', '.join(missing)} (has {', '.join(names)})")
+        raise JobInputError(f"{events_path} lacks column(s) {', '.join(missing)} (has {', '.join(names)})")
     users = np.unique(table.column("user_id").to_numpy())
     parts = []
     for lo in range(0, len(users), partition_users):
@@ -193,7 +193,7 @@ def recommend_all(vectors_dir: str | os.PathLike, events_path: str | os.PathLike
     a rerun of the same configuration recomputes only missing partitions, a different
     one in the same folder raises :class:`~leanrec.scale.common.ConfigMismatchError`.
     An event whose item is not in the catalogue raises
-    :class:`~leanrec.scale.common.InputError` naming it.
+    :class:`~leanrec.scale.common.JobInputError` naming it.
     """
     t0 = time.perf_counter()
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -208,7 +208,7 @@ def recommend_all(vectors_dir: str | os.PathLike, events_path: str | os.PathLike
     if vman is None or not str(vman.get("kind", "")).startswith("leanrec-vectors"):
         raise FileNotFoundError(f"{vdir} holds no `leanrec encode` output (no manifest.json)")
     if not vman.get("complete"):
-        raise InputError(f"{vdir} is an unfinished encode run; run `leanrec encode` again to complete it")
+        raise JobInputError(f"{vdir} is an unfinished encode run; run `leanrec encode` again to complete it")
     events = Path(events_path).expanduser().resolve()
     if not events.exists():
         raise FileNotFoundError(f"events file {events} does not exist")
