@@ -115,7 +115,8 @@ def demo(
     protocols: str = typer.Option("warm,cold", help="Comma-separated protocols."),
 ) -> None:
     """Fetch the data, tune every model on validation, evaluate on test, write the results."""
-    from .experiment import ExperimentConfig, expand_models, plan_steps, run_experiment
+    from .experiment import plan_steps, run_experiment
+    from .models.presets import ExperimentConfig, expand_models
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
@@ -149,7 +150,7 @@ def demo(
 
 def _check_model(model: str) -> None:
     """Fail on an unknown model name before any data is loaded."""
-    from .experiment import MODEL_NAMES
+    from .models.presets import MODEL_NAMES
 
     if model not in MODEL_NAMES:
         raise typer.BadParameter(f"unknown model {model!r}; choose from {', '.join(MODEL_NAMES)}")
@@ -160,7 +161,7 @@ def _tuned_model(model: str, results: Optional[Path], ds=None):
     warm-protocol choices from ``results`` (default ``out/results.json``) when it exists,
     else the first point of the model's grid. ``minilm-ft`` needs ``ds``: its encoder is
     MiniLM fine-tuned on all of ``ds`` (cached; trained now, with a bar, if missing)."""
-    from .experiment import ExperimentConfig, model_grid
+    from .models.presets import ExperimentConfig, model_grid
 
     path = results or Path("out/results.json")
     tuned = json.loads(path.read_text())["models"] if path.exists() else {}

@@ -117,7 +117,7 @@ def train_encoder(
     Validation: each user's last event (NDCG@10 of the content recommender), after every epoch. A checkpoint after every epoch lets --resume go on.
     """
     from .cost.finetune_check import compare_onnx_int8
-    from .encoders.finetune import TRAINING_PRECISIONS as PRECISIONS
+    from .encoders.backends import TRAINING_PRECISIONS as PRECISIONS
     from .eval.finetune import finetune_encoder
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
