@@ -58,7 +58,7 @@ class Server:
 
     def start(self, timeout: float = 120.0) -> Server:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "leanrec.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+        cmd = [sys.executable, "-m", "leanrec.cli", "service", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                "--db", self.db, "--data-dir", str(self.folder / "data"), "--log-level", "warning", *self.extra]
         with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.folder)
