@@ -111,6 +111,10 @@ def test_plan_cli(tmp_path):
     assert res.exit_code == 0, res.output
     assert "assumptions" in res.output and "total" in res.output
     assert json.loads(out.read_text())["target"]["items"] == 10_000_000
+    old = CliRunner().invoke(app, ["plan", "--items", "10M", "--users", "50M", "--qps", "2000",  # the old spelling
+                                   "--new-items-per-day", "200k", "--profile", str(path)])
+    assert old.exit_code == 0 and old.stderr.startswith("`leanrec plan` is now `leanrec cost plan`")
+    assert old.stdout == res.stdout
     res = CliRunner().invoke(app, ["cost", "plan", "--items", "lots", "--users", "1", "--qps", "1", "--profile", str(path)])
     assert res.exit_code != 0 and "not a count" in res.output
     res = CliRunner().invoke(app, ["cost", "plan", "--items", "1", "--users", "1", "--qps", "1",

@@ -214,6 +214,11 @@ def test_cli_batch_encode_and_recommend_on_a_scheduler(client, data, tmp_path):
     assert res.exit_code == 0, res.output
     assert "top-3 for 120 users" in res.output
     assert len(load_recommendations(tmp_path / "r")) == 360
+    # an old spelling (hidden for one release; OUT positional): says the new one, runs the same job
+    res = runner.invoke(app, ["index-shards", str(tmp_path / "v"), str(tmp_path / "s"), "--scheduler", address])
+    assert res.exit_code == 0, res.output
+    assert res.stderr.startswith("`leanrec index-shards` is now `leanrec batch index`")
+    assert "3 exact shards" in res.output and (tmp_path / "s" / "manifest.json").is_file()
     res = runner.invoke(app, ["batch", "encode", str(items), "--out", str(tmp_path / "v"), "--encoder", HASH,
                               "--scheduler", "tcp://127.0.0.1:9", "--timeout", "1"])
     assert res.exit_code == 1 and "127.0.0.1:9" in res.output
