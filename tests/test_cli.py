@@ -21,7 +21,7 @@ TREE = {"data": ("fetch", "info", "synth"), "model": ("train", "recommend", "com
 def _listed(output: str) -> set[str]:
     """The command names a help page lists (first word of each row of its Commands box)."""
     box = output.split("Commands")[-1]
-    return {m.group(1) for m in re.finditer(r"^│ (\S+)\s", box, re.M)}
+    return {m.group(1) for m in re.finditer(r"^│ (\S+)\s", box, re.MULTILINE)}
 
 
 def test_help_lists_the_groups_and_only_the_new_names():
@@ -125,7 +125,7 @@ def test_the_alias_table_covers_every_old_command():
 def _options(args) -> set[str]:
     """The option flags and argument names a help page lists."""
     out = runner.invoke(app, [*args, "--help"], env=WIDE).stdout
-    rows = re.findall(r"^│\s+\*?\s*(--[\w-]+|\w+(?=\s+<))", out, re.M)
+    rows = re.findall(r"^│\s+\*?\s*(--[\w-]+|\w+(?=\s+<))", out, re.MULTILINE)
     return set(rows) - {"--help"}
 
 
@@ -153,9 +153,17 @@ def test_old_arguments_of_a_kept_command_say_the_new_spelling(args, old, new, er
     assert result.stderr.splitlines()[0] == _note(old, new)
 
 
-def test_a_bare_cost_group_lists_its_verbs():
+def test_a_bare_cost_group_lists_its_verbs_and_a_typo_is_no_old_spelling():
     result = runner.invoke(app, ["cost"], env=WIDE)
     assert "profile" in _listed(result.output) and "is now" not in result.output
+    result = runner.invoke(app, ["cost", "profil"])
+    assert result.exit_code == 2 and "No such command" in result.output and "is now" not in result.output
+
+
+def test_usage_lines_leave_out_the_hidden_old_arguments():
+    for args in (["data", "synth"], ["data", "info"], ["encoder", "export"]):
+        usage = runner.invoke(app, [*args, "--help"], env=WIDE).output.split("Usage:")[1].splitlines()[0]
+        assert usage.split()[1:] == [*args, "[OPTIONS]"], usage  # [0]: the program name
 
 
 def test_old_train_spellings_still_parse():

@@ -18,7 +18,9 @@ says its new name on stderr and runs the new command's own function.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import NamedTuple
 
 from . import batch, common, cost, data, demo, encoder, model, service
 
@@ -38,7 +40,7 @@ class Renamed(NamedTuple):
     new: str
     func: Callable
     positional: tuple[str, ...] = ()
-    options: dict[str, str] = {}
+    options: Mapping[str, str] = MappingProxyType({})
 
 
 #: old spelling -> new one. ``leanrec cost OPTIONS`` (now ``cost profile``) is the cost group's
@@ -85,4 +87,4 @@ def _register_old_spellings() -> None:
 
 _register_old_spellings()
 
-__all__ = ["app", "RENAMED"]
+__all__ = ["RENAMED", "app"]

@@ -9,7 +9,6 @@ Dask's name (next to ``--workers``): it is each worker process's budget, not the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -47,8 +46,8 @@ def encode(
                                                "folder or a saved ONNX/static encoder folder."),
     backend: str = typer.Option("torch", help="torch, onnx or static (ignored for a saved encoder folder)."),
     precision: str = typer.Option("fp32", help="fp32, bf16, fp16 (torch) or int8 (onnx)."),
-    codec: Optional[str] = typer.Option(None, help="Also write a compressed copy: fp16, int8, pq64, binary..."),
-    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address; default: a local cluster."),
+    codec: str | None = typer.Option(None, help="Also write a compressed copy: fp16, int8, pq64, binary..."),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler address; default: a local cluster."),
     workers: int = typer.Option(2, help="Worker processes of the local cluster."),
     threads_per_worker: int = typer.Option(1, help="Threads per worker, also each task's thread budget."),
     partition_rows: int = typer.Option(50_000, help="Rows per partition (one task each)."),
@@ -87,7 +86,7 @@ def recommend(
     k: int = common.k_option(10, "Recommendations per user."),
     half_life: float = typer.Option(8.0, help="History decay half-life in events (0: plain mean)."),
     index: str = typer.Option("exact", help="Index: exact, hnsw, ivfpq..."),
-    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address; default: a local cluster."),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler address; default: a local cluster."),
     workers: int = typer.Option(2, help="Worker processes of the local cluster."),
     threads_per_worker: int = typer.Option(1, help="Threads per worker, also each task's thread budget."),
     partition_users: int = typer.Option(10_000, help="Users per partition (one task each)."),
@@ -111,7 +110,7 @@ def index(
     out: Path = common.out_option(..., "Output folder (one saved index per shard + manifest.json)."),
     index: str = typer.Option("exact", help="Index per shard: exact, hnsw32-ef64, ivfpq..."),
     partitions_per_shard: int = typer.Option(1, help="Encode partitions per shard."),
-    scheduler: Optional[str] = typer.Option(None, help="Dask scheduler address; default: a local cluster."),
+    scheduler: str | None = typer.Option(None, help="Dask scheduler address; default: a local cluster."),
     workers: int = typer.Option(2, help="Worker processes of the local cluster."),
     threads_per_worker: int = typer.Option(1, help="Threads per worker, also each task's thread budget."),
     retries: int = typer.Option(2, help="Times a failed shard is retried."),
@@ -132,7 +131,7 @@ def plan(
     run: Path = typer.Argument(..., metavar="RUN", help="Output folder of a finished `leanrec batch encode` or "
                                "`leanrec batch recommend` run (its manifest.json holds the per-task measurements)."),
     items: str = typer.Option(..., help="Target catalogue size, e.g. 1M."),
-    users: Optional[str] = typer.Option(None, help="Target users (batch recommend; default: the profiled run's)."),
+    users: str | None = typer.Option(None, help="Target users (batch recommend; default: the profiled run's)."),
     start_s: float = typer.Option(0.0, help="Seconds the cluster takes to start (not in the manifest)."),
 ) -> None:
     """Predict a batch job's wall time and peak memory per worker at a target size from a smaller run.

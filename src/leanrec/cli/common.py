@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import copy
 import inspect
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from typer.core import TyperCommand, TyperGroup
 
 console = Console()
@@ -193,7 +199,7 @@ def _as_option(param: inspect.Parameter, flag: str) -> inspect.Parameter:
 
 
 def alias(group: typer.Typer, name: str, func: Callable, *, old: str, new: str,
-          positional: tuple[str, ...] = (), options: Optional[dict[str, str]] = None) -> None:
+          positional: tuple[str, ...] = (), options: dict[str, str] | None = None) -> None:
     """Register ``func`` (the new command's function) on ``group`` as the hidden command ``name``.
 
     ``positional`` names options of the new command that the old one took as trailing
@@ -216,15 +222,16 @@ def alias(group: typer.Typer, name: str, func: Callable, *, old: str, new: str,
     group.command(name, hidden=True, cls=cls, help=f"Old name of `leanrec {new}`.")(run)
 
 
-def group_with_default(command: str, *, note: Optional[str] = None, on_no_args: bool = False) -> type[TyperGroup]:
-    """A group class that runs ``command`` when the first argument is not one of its commands
-    (``leanrec cost --backend onnx``, ``leanrec train --model M``: old spellings where today's
-    group was once a command). ``note``, if given, is said on stderr when that happens."""
+def group_with_default(command: str, *, note: str | None = None, on_no_args: bool = False) -> type[TyperGroup]:
+    """A group class that runs ``command`` when the first argument is an option other than
+    ``--help`` (``leanrec cost --backend onnx``, ``leanrec train --model M``: old spellings from
+    when the group's name was a command that took only options), or, with ``on_no_args``, when
+    there is none. ``note``, if given, is said on stderr when that happens."""
 
     class DefaultGroup(TyperGroup):
         def parse_args(self, ctx, args):
             first = args[0] if args else None
-            if (first is None and on_no_args) or (first is not None and first not in self.commands
+            if (first is None and on_no_args) or (first is not None and first.startswith("-")
                                                   and first not in ctx.help_option_names):
                 if note:
                     say(note)

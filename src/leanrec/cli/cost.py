@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -15,7 +14,8 @@ from rich.table import Table
 from . import common
 from .common import console
 
-#: ``leanrec cost --backend ...`` (before this group existed, ``cost`` profiled) still profiles.
+#: ``leanrec cost --backend ...`` (before this group existed, ``cost`` profiled) still profiles,
+#: for one release; a bare ``leanrec cost`` lists the verbs, as every group does.
 app = common.Group(help="Profile a pipeline, run the cost ladder, plan the hardware for a target scale.",
                    cls=common.group_with_default("profile", note=common.renamed_note("cost OPTIONS",
                                                                                      "cost profile OPTIONS")))
@@ -36,7 +36,7 @@ def profile(
     encoder: str = typer.Option("minilm", help="Model name or local sentence-transformers folder."),
     backend: str = typer.Option("onnx", help="torch, onnx, static or tfidf."),
     precision: str = typer.Option("int8", help="fp32, bf16, fp16 (torch) or int8 (onnx)."),
-    layers: Optional[int] = typer.Option(None, help="Keep only the first N transformer layers."),
+    layers: int | None = typer.Option(None, help="Keep only the first N transformer layers."),
     vectors: str = typer.Option("fp32", help="Vector codec: fp32, fp16, int8, binary, pq64, pca128, trunc128..."),
     index: str = typer.Option("exact", help="Index: exact, hnsw, ivfpq, binary-rescore-int8..."),
     threads: int = common.threads_option(1, "Thread budget for every library (torch, ONNX Runtime, BLAS, faiss)."),
@@ -101,8 +101,8 @@ def profile(
 @app.command("bench")
 def bench(
     out: Path = common.out_option(Path("bench"), "Folder for report.html, report.json, report.md, pareto.png."),
-    ladder: Optional[Path] = typer.Option(None, help="TOML file of [[config]] tables (default: the built-in ladder)."),
-    big_model: Optional[Path] = typer.Option(None, help="A larger local sentence-transformers folder to include."),
+    ladder: Path | None = typer.Option(None, help="TOML file of [[config]] tables (default: the built-in ladder)."),
+    big_model: Path | None = typer.Option(None, help="A larger local sentence-transformers folder to include."),
     quality: bool = typer.Option(True, help="Measure ML-100K quality for every row."),
     quick: bool = typer.Option(False, help="Fewer texts and repeats (a smoke run, not for quoting)."),
 ) -> None:
@@ -136,8 +136,8 @@ def plan(
     qps: str = typer.Option(..., help="Recommendation requests per second at peak."),
     new_items_per_day: str = typer.Option("0", help="Items added (and encoded) per day, e.g. 200k."),
     profile: Path = typer.Option(Path("profile.json"), help="A `leanrec cost profile --index-items N` profile."),
-    prices: Optional[Path] = typer.Option(None, help="Prices TOML (default: leanrec/cost/prices.toml)."),
-    out: Optional[Path] = common.out_option(None, "Also write the plan as JSON."),
+    prices: Path | None = typer.Option(None, help="Prices TOML (default: leanrec/cost/prices.toml)."),
+    out: Path | None = common.out_option(None, "Also write the plan as JSON."),
 ) -> None:
     """Size cores, RAM, disk, GPU and monthly cost for a target scale, from measurements."""
     from ..cost.plan import load_prices, parse_count

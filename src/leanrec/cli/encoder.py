@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -25,13 +24,13 @@ ENCODER_HELP = "Model name or local sentence-transformers folder."
 
 @app.command("export")
 def export(
-    out: Optional[Path] = common.out_option(None, "Folder to write the saved encoder to. Required."),
+    out: Path | None = common.out_option(None, "Folder to write the saved encoder to. Required."),
     encoder: str = typer.Option("minilm", "--encoder", help=ENCODER_HELP),
     backend: str = typer.Option("onnx", help="onnx or static."),
     precision: str = typer.Option("int8", help="fp32 or int8 (onnx)."),
-    layers: Optional[int] = typer.Option(None, help="Keep only the first N transformer layers."),
-    old_out: Optional[Path] = typer.Argument(None, hidden=True),
-    old_model: Optional[str] = typer.Option(None, "--model", hidden=True),
+    layers: int | None = typer.Option(None, help="Keep only the first N transformer layers."),
+    old_out: Path | None = typer.Argument(None, hidden=True),
+    old_model: str | None = typer.Option(None, "--model", hidden=True),
 ) -> None:
     """Export a saved encoder folder that serving loads without torch."""
     out = common.require(common.legacy_value(out, old_out, old="encoder export OUT",
@@ -104,7 +103,7 @@ def finetune(
     lr: float = typer.Option(5e-4, help="Peak learning rate (AdamW, linear warm-up then decay)."),
     window: int = typer.Option(3, help="Pair items at most this many events apart in a user's history."),
     patience: int = typer.Option(2, help="Stop after this many epochs without a better validation NDCG@10."),
-    layers: Optional[int] = typer.Option(None, help="Keep only the first N transformer layers (cheaper model)."),
+    layers: int | None = typer.Option(None, help="Keep only the first N transformer layers (cheaper model)."),
     seed: int = common.seed_option(42, "Random seed (same seed and threads, same weights)."),
     threads: int = common.threads_option(1, "Torch CPU threads."),
     precision: str = typer.Option("fp32", help="fp32, or bf16 (autocast for the forward pass)."),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -23,7 +22,7 @@ app = common.Group(help="Fit a recommender (saved as a model folder), ask it for
 RESULTS_HELP = "results.json whose warm-protocol params to use (default: out/results.json if present, else defaults)."
 
 
-def tuned_model(model: str, results: Optional[Path], ds=None):
+def tuned_model(model: str, results: Path | None, ds=None):
     """(estimator, tuned params per model, the params chosen for ``model``): the demo's
     warm-protocol choices from ``results`` (default ``out/results.json``) when it exists,
     else the first point of the model's grid. ``minilm-ft`` needs ``ds``: its encoder is
@@ -52,7 +51,7 @@ def tuned_model(model: str, results: Optional[Path], ds=None):
     return estimator, params, params.get(model) or grid[0]
 
 
-def _fit(model: str, results: Optional[Path], ds):
+def _fit(model: str, results: Path | None, ds):
     """(fitted model, chosen params): ``model`` with its tuned params fitted on every event of ``ds``."""
     estimator, _, chosen = tuned_model(model, results, ds)
     with console.status(f"fitting {model} {chosen} on {len(ds.events)} events"):
@@ -64,7 +63,7 @@ def train(
     out: Path = common.out_option(..., "Model folder to write (what `leanrec service serve --model` loads)."),
     model: str = common.model_option("hybrid", "Model (a TF-IDF one cannot be saved: its vocabulary is fitted "
                                                "on a fixed corpus)"),
-    results: Optional[Path] = typer.Option(None, help=RESULTS_HELP),
+    results: Path | None = typer.Option(None, help=RESULTS_HELP),
     dataset: str = common.dataset_option(),
 ) -> None:
     """Fit a model on every event of the data set and save it as a model folder."""
@@ -85,7 +84,7 @@ def recommend(
     user: str = typer.Option(..., "--user", help="User id."),
     k: int = common.k_option(10, "List length."),
     model: str = common.model_option("hybrid"),
-    results: Optional[Path] = typer.Option(None, help=RESULTS_HELP),
+    results: Path | None = typer.Option(None, help=RESULTS_HELP),
     dataset: str = common.dataset_option(),
     explain: bool = typer.Option(False, "--explain", help="Say why: each item's score split into the "
                                  "user's history items, what it shares with them, and one sentence."),
@@ -161,7 +160,7 @@ def compare(
     boot: int = typer.Option(10_000, help="Paired bootstrap resamples of the users."),
     seed: int = common.seed_option(0, "Seed of the bootstrap resamples."),
     primary: str = typer.Option("ndcg@10", help="The metric whose verdict decides."),
-    seeds: Optional[int] = typer.Option(
+    seeds: int | None = typer.Option(
         None, "--seeds", help="Model seeds per side for seeded models (seed, seed+1, …; B's never reuse A's). "
                               "Default 3; 1 compares two single instances. Deterministic models are always fitted once."),
 ) -> None:
