@@ -47,7 +47,7 @@ def free_port() -> int:
 
 
 class Server:
-    """``leanrec serve`` in a subprocess on 127.0.0.1 and a free port."""
+    """``leanrec service serve`` in a subprocess on 127.0.0.1 and a free port."""
 
     def __init__(self, folder: Path, db: str, *extra: str, port: int | None = None):
         self.folder, self.db, self.extra = folder, db, extra

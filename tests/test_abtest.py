@@ -1,4 +1,4 @@
-"""Offline A/B testing: the paired statistics, the config files and ``leanrec compare``."""
+"""Offline A/B testing: the paired statistics, the config files and ``leanrec model compare``."""
 
 import json
 
