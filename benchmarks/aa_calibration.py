@@ -1,9 +1,9 @@
-"""A/A calibration of ``leanrec compare``: how often does it call two equal configs different?
+"""A/A calibration of ``leanrec model compare``: how often does it call two equal configs different?
 
 Why: a test is only useful if, when nothing differs, it says "different" about as often as
 alpha promises. Each repetition generates a fresh synthetic data set (``make_dataset``,
 data seed 1000 + r), splits it with the warm protocol and fits the *same* configuration on
-both sides with different model seeds, through the same code path as ``leanrec compare``
+both sides with different model seeds, through the same code path as ``leanrec model compare``
 (:func:`leanrec.eval.compare.fit_and_evaluate`, then
 :func:`leanrec.eval.abtest.seed_comparison`, which picks the level the CLI would). Rows:
 
@@ -188,13 +188,13 @@ def markdown(result: dict) -> str:
     s, meta = result["summary"], result["meta"]
     crit = s["projection-1seed"]["wilcoxon"]["critical_count_1pct"]
     lines = [
-        f"# A/A calibration of `leanrec compare` ({meta['finished']})",
+        f"# A/A calibration of `leanrec model compare` ({meta['finished']})",
         "",
         f"{meta['reps']} repetitions; each: `make_dataset(n_users={meta['users']}, n_items={meta['items']}, "
         f"seed=1000 + r)`, warm protocol (temporal leave-one-out, split seed 42), the same configuration on both "
         f"sides with disjoint model seeds (A: {meta['model_seeds']['A']}, B: {meta['model_seeds']['B']}; the "
         f"1- and 2-seed rows use the first seeds of each side, so every row is measured on the same fits), "
-        f"compared on test {PRIMARY} (primary metric) through `seed_comparison`, the function `leanrec compare` "
+        f"compared on test {PRIMARY} (primary metric) through `seed_comparison`, the function `leanrec model compare` "
         f"calls, α = {meta['alpha']}, {meta['n_boot']} paired bootstrap resamples. "
         f"Projection config: `{json.dumps(PROJECTION)}`; deterministic config: `ease` λ = 100. "
         f"{meta['threads']}; {meta['fits']} fits; wall time {meta['wall_seconds']:.0f} s. Versions: "
@@ -266,7 +266,7 @@ def markdown(result: dict) -> str:
             "tests: the sign-flipped control (same data, exchangeable by construction) is calibrated, so they hold "
             "their level. They answer a different question — whether two *trained instances* rank these users "
             "differently, which they really do — not whether the *configurations* differ (the sign of the one-seed "
-            "difference is random over seeds: mean difference ≈ 0 above). That is why `leanrec compare` decides "
+            "difference is random over seeds: mean difference ≈ 0 above). That is why `leanrec model compare` decides "
             "seeded configurations at the seed level, reports the user-paired analysis as secondary instance-level "
             "information, and words a one-seed verdict \"instances differ (X higher)\", never \"X better\".")
     else:

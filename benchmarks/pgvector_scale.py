@@ -23,7 +23,7 @@ Protocol, in order (data under $LEANREC_BENCH_DATA, default /tmp/leanrec-bench):
 4. **Sweep.** In this process, :class:`PgVectorIndex` (the service's own SQL) at each
    ``--ef`` value (HNSW ``ef_search``; IVFFlat ``probes``): recall@10 against exact and
    per-query latency, unfiltered and filtered (every category through SQL here).
-5. **Service.** ``leanrec serve`` as a subprocess (uvicorn, one process) with
+5. **Service.** ``leanrec service serve`` as a subprocess (uvicorn, one process) with
    ``index = "pgvector"`` at the smallest swept value whose recall@10 is >= 0.95 on both
    query sets; a first-touch pass over the users (profile read from PostgreSQL), then
    ``--passes`` measured passes of ``GET /users/{id}/recommendations?k=10`` one request at a
@@ -227,7 +227,7 @@ cache_users = 200000
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     log = open(work / "serve.log", "wb")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "leanrec.cli", "serve", "--config", str(cfg), "--log-level",
+    proc = subprocess.Popen([sys.executable, "-m", "leanrec.cli", "service", "serve", "--config", str(cfg), "--log-level",
                              "warning"], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         conn = None
@@ -482,7 +482,7 @@ def report(r: dict) -> str:
         *[f"| {x['ef_search']} | {'category' if x['filtered'] else '–'} | {x['recall_at_10']:.4f} | "
           f"{x['recall_min']:.1f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} |" for x in r["sweep"]],
         "",
-        f"## HTTP (`leanrec serve`, index = pgvector, pgvector_ann = {ix['kind']}, {s.get('knob')}, "
+        f"## HTTP (`leanrec service serve`, index = pgvector, pgvector_ann = {ix['kind']}, {s.get('knob')}, "
         "one request at a time)",
         "",
         "| requests | n | p50 ms | p90 ms | p99 ms | max ms | recall@10 | min recall |",

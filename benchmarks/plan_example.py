@@ -26,5 +26,5 @@ if __name__ == "__main__":
                "index_scale": index, "sources": ["cost_ladder/report.json", "index_scale.json (small)"]}
     path = RESULTS / "plan_profile.json"
     path.write_text(json.dumps(profile, indent=1))
-    app(["plan", "--items", "10M", "--users", "50M", "--qps", "2000", "--new-items-per-day", "200k",
+    app(["cost", "plan", "--items", "10M", "--users", "50M", "--qps", "2000", "--new-items-per-day", "200k",
          "--profile", str(path), "--out", str(RESULTS / "plan_example.json")])

@@ -1,4 +1,4 @@
-"""Load test of ``leanrec serve``: GET /users/{id}/recommendations under wrk, 100k items.
+"""Load test of ``leanrec service serve``: GET /users/{id}/recommendations under wrk, 100k items.
 
     python benchmarks/service_load.py            # 100k items, 20k users, 60 s of wrk
 
@@ -13,7 +13,7 @@ What it does, in order:
    int8 ONNX MiniLM encoder, so item vectors are real sentence embeddings that cluster
    by category, not uniform noise. Encoding 100k titles takes minutes the first time;
    the embedding cache makes every later build free.
-2. **Server.** Starts the real thing as a subprocess, ``python -m leanrec.cli serve``
+2. **Server.** Starts the real thing as a subprocess, ``python -m leanrec.cli service serve``
    (uvicorn, one process), waits for ``/readyz`` and checks the index is HNSW over every
    item. With ``--pin`` (default) the server runs on CPU 1 and wrk on CPU 0 (``taskset``),
    so the load generator does not steal the server's core.
@@ -189,7 +189,7 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         cfg = folder / "serve.toml"
         cfg.write_text("[service]\n" + "".join(f'{k} = "{v}"\n' for k, v in ENCODER.items()))
-        self.cmd = [sys.executable, "-m", "leanrec.cli", "serve", "--db", f"sqlite:///{folder / 'store.sqlite'}",
+        self.cmd = [sys.executable, "-m", "leanrec.cli", "service", "serve", "--db", f"sqlite:///{folder / 'store.sqlite'}",
                     "--data-dir", str(folder / "data"), "--port", str(self.port), "--config", str(cfg),
                     "--log-level", "warning"]
         if args.pin:

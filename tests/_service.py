@@ -47,7 +47,7 @@ def free_port() -> int:
 
 
 class Server:
-    """``leanrec serve`` in a subprocess on 127.0.0.1 and a free port."""
+    """``leanrec service serve`` in a subprocess on 127.0.0.1 and a free port."""
 
     def __init__(self, folder: Path, db: str, *extra: str, port: int | None = None):
         self.folder, self.db, self.extra = folder, db, extra
@@ -58,7 +58,7 @@ class Server:
 
     def start(self, timeout: float = 120.0) -> Server:
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-        cmd = [sys.executable, "-m", "leanrec.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+        cmd = [sys.executable, "-m", "leanrec.cli", "service", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                "--db", self.db, "--data-dir", str(self.folder / "data"), "--log-level", "warning", *self.extra]
         with open(self.log, "ab") as log:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=self.folder)

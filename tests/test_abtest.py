@@ -1,4 +1,4 @@
-"""Offline A/B testing: the paired statistics, the config files and ``leanrec compare``."""
+"""Offline A/B testing: the paired statistics, the config files and ``leanrec model compare``."""
 
 import json
 
@@ -135,7 +135,7 @@ def test_invalid_toml_and_different_splits_are_clear_errors(tmp_path):
     b = _write(tmp_path, "b.toml", f'model = "ease"\ndataset = "synthetic"\nprotocol = "cold"\n{SYNTH}')
     with pytest.raises(ConfigError, match="same split.*protocol"):
         compare_configs(a, b)
-    result = runner.invoke(app, ["compare", str(a), str(b), "--out", str(tmp_path / "out")])
+    result = runner.invoke(app, ["model", "compare", str(a), str(b), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "same split" in result.output
     assert not (tmp_path / "out").exists()
 
@@ -153,7 +153,7 @@ def test_compare_cli_end_to_end_writes_json_and_html(tmp_path):
     b = _write(tmp_path, "b.toml", f'name = "ease"\nmodel = "ease"\ndataset = "synthetic"\n[params]\nlam = 30.0\n'
                                    f'{SYNTH}')
     out = tmp_path / "out"
-    result = runner.invoke(app, ["compare", str(a), str(b), "--out", str(out), "--boot", "2000", "--test", "t"])
+    result = runner.invoke(app, ["model", "compare", str(a), str(b), "--out", str(out), "--boot", "2000", "--test", "t"])
     assert result.exit_code == 0, result.output
     assert "B better" in result.output and "Holm p" in result.output
     report = json.loads((out / "compare.json").read_text())
@@ -218,9 +218,9 @@ def test_bad_cli_options_fail_before_any_work(tmp_path):
     a = _write(tmp_path, "a.toml", f'model = "popular"\ndataset = "synthetic"\n{SYNTH}')
     for args, message in ((["--test", "anova"], "--test"), (["--primary", "ndcg@5"], "--primary"),
                           (["--alpha", "1.5"], "--alpha"), (["--boot", "0"], "--boot")):
-        result = runner.invoke(app, ["compare", str(a), str(a), "--out", str(tmp_path / "out"), *args])
+        result = runner.invoke(app, ["model", "compare", str(a), str(a), "--out", str(tmp_path / "out"), *args])
         assert result.exit_code == 2 and message in result.output, (args, result.output)
-    result = runner.invoke(app, ["compare", str(a), str(tmp_path / "missing.toml")])
+    result = runner.invoke(app, ["model", "compare", str(a), str(tmp_path / "missing.toml")])
     assert result.exit_code == 2 and "missing.toml: no such file" in result.output
     assert not (tmp_path / "out").exists()
 
@@ -364,7 +364,7 @@ def test_compare_cli_with_seeds_decides_at_the_seed_level(tmp_path):
     a = _write(tmp_path, "a.toml", f'name = "p1"\nmodel = "projection"\ndataset = "synthetic"\n{params}{SYNTH}')
     b = _write(tmp_path, "b.toml", f'name = "p2"\nmodel = "projection"\ndataset = "synthetic"\n{params}{SYNTH}')
     out = tmp_path / "out"
-    result = runner.invoke(app, ["compare", str(a), str(b), "--out", str(out), "--boot", "200", "--seeds", "3"])
+    result = runner.invoke(app, ["model", "compare", str(a), str(b), "--out", str(out), "--boot", "200", "--seeds", "3"])
     assert result.exit_code == 0, result.output
     assert "Welch" in result.output and "instance-level" in result.output
     report = json.loads((out / "compare.json").read_text())
@@ -384,7 +384,7 @@ def test_compare_cli_with_seeds_decides_at_the_seed_level(tmp_path):
 def test_a_deterministic_model_runs_once_even_with_seeds(tmp_path):
     a = _write(tmp_path, "a.toml", f'model = "ease"\ndataset = "synthetic"\n{SYNTH}')
     out = tmp_path / "out"
-    result = runner.invoke(app, ["compare", str(a), str(a), "--out", str(out), "--boot", "100", "--seeds", "3"])
+    result = runner.invoke(app, ["model", "compare", str(a), str(a), "--out", str(out), "--boot", "100", "--seeds", "3"])
     assert result.exit_code == 0, result.output
     assert "fitted once" in result.output and "identical" in result.output
     report = json.loads((out / "compare.json").read_text())

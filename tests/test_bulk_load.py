@@ -1,4 +1,4 @@
-"""Bulk loading an offline-encoded catalogue (`leanrec store load`): the store then holds exactly
+"""Bulk loading an offline-encoded catalogue (`leanrec service load`): the store then holds exactly
 the items, vectors and events given — on SQLite by inserts, on PostgreSQL + pgvector by COPY —
 a reload replaces, and bad input names file, row and field and leaves the store as it was."""
 
@@ -160,16 +160,16 @@ def test_pgvector_load_drops_a_stale_hnsw_index_and_service_search_matches_exact
         drop()
 
 
-def test_cli_store_load(data, tmp_path):
+def test_cli_service_load(data, tmp_path):
     from leanrec.cli import app
 
     root, items, vectors, events_path, events = data
     db = f"sqlite:///{tmp_path / 'cli.db'}"
-    result = CliRunner().invoke(app, ["store", "load", str(items), str(vectors), "--events", str(events_path),
+    result = CliRunner().invoke(app, ["service", "load", str(items), str(vectors), "--events", str(events_path),
                                       "--db", db])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.replace(",", "").split())
     assert f"{N_ITEMS} items ({N_ITEMS} new 0 replaced)" in said
     assert f"{len(events)} events" in said
-    bad = CliRunner().invoke(app, ["store", "load", str(items), str(tmp_path / "nowhere"), "--db", db])
+    bad = CliRunner().invoke(app, ["service", "load", str(items), str(tmp_path / "nowhere"), "--db", db])
     assert bad.exit_code == 2 and "nowhere" in bad.output

@@ -26,7 +26,7 @@ def test_bench_writes_every_report_file(tmp_path):
     ladder.write_text('[[config]]\nname = "tfidf"\nbackend = "tfidf"\n\n'
                       '[[config]]\nname = "tfidf+int8"\nbackend = "tfidf"\nvectors = "int8"\n\n'
                       '[[config]]\nname = "tfidf+hnsw"\nbackend = "tfidf"\nindex = "hnsw"\n')
-    res = _leanrec("bench", "--ladder", str(ladder), "--quick", "--out", str(tmp_path / "out"))
+    res = _leanrec("cost", "bench", "--ladder", str(ladder), "--quick", "--out", str(tmp_path / "out"))
     assert res.returncode == 0, res.stdout + res.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     by = {r["name"]: r for r in report["summary"]}
@@ -41,13 +41,13 @@ def test_bench_writes_every_report_file(tmp_path):
 
 def test_cost_profile_feeds_the_planner(tmp_path):
     prof = tmp_path / "profile.json"
-    res = _leanrec("cost", "--backend", "tfidf", "--precision", "fp32", "--index", "hnsw", "--index-items", "3000",
+    res = _leanrec("cost", "profile", "--backend", "tfidf", "--precision", "fp32", "--index", "hnsw", "--index-items", "3000",
                    "--no-quality", "--out", str(prof))
     assert res.returncode == 0, res.stdout + res.stderr
     data = json.loads(prof.read_text())
     assert data["encoder"]["throughput_short"]["items_per_s"] > 0
     scale = data["index_scale"]
     assert scale["n_items"] == 3000 and scale["recall@10"] > 0.5 and scale["peak_rss_bytes"] > 0
-    res = _leanrec("plan", "--items", "1M", "--users", "100k", "--qps", "100", "--profile", str(prof))
+    res = _leanrec("cost", "plan", "--items", "1M", "--users", "100k", "--qps", "100", "--profile", str(prof))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "assumptions" in res.stdout and "predicted index at 1,000,000 items" in res.stdout

@@ -88,7 +88,7 @@ def test_bad_profiles_are_refused(runs):
         predict_job(_encode_profile(), 0)
 
 
-def test_cli_plan_job_reads_a_finished_run(runs, tmp_path):
+def test_cli_batch_plan_reads_a_finished_run(runs, tmp_path):
     from typer.testing import CliRunner
 
     from leanrec.cli import app
@@ -96,10 +96,10 @@ def test_cli_plan_job_reads_a_finished_run(runs, tmp_path):
 
     enc, _ = runs
     write_manifest(tmp_path, enc)
-    result = CliRunner().invoke(app, ["plan-job", str(tmp_path), "--items", "5000"])
+    result = CliRunner().invoke(app, ["batch", "plan", str(tmp_path), "--items", "5000"])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
     assert "encode at 5,000 items on 1 worker(s), from the run at 500 items" in said
     assert "wall time" in said and "peak RSS" in said
-    bad = CliRunner().invoke(app, ["plan-job", str(tmp_path / "none"), "--items", "5000"])
+    bad = CliRunner().invoke(app, ["batch", "plan", str(tmp_path / "none"), "--items", "5000"])
     assert bad.exit_code == 2 and "noneholdsno" in bad.output.replace("│", "").replace("\n", "").replace(" ", "")

@@ -106,14 +106,18 @@ def test_plan_cli(tmp_path):
     path = tmp_path / "profile.json"
     path.write_text(json.dumps(_profile()))
     out = tmp_path / "plan.json"
-    res = CliRunner().invoke(app, ["plan", "--items", "10M", "--users", "50M", "--qps", "2000",
+    res = CliRunner().invoke(app, ["cost", "plan", "--items", "10M", "--users", "50M", "--qps", "2000",
                                    "--new-items-per-day", "200k", "--profile", str(path), "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "assumptions" in res.output and "total" in res.output
     assert json.loads(out.read_text())["target"]["items"] == 10_000_000
-    res = CliRunner().invoke(app, ["plan", "--items", "lots", "--users", "1", "--qps", "1", "--profile", str(path)])
+    old = CliRunner().invoke(app, ["plan", "--items", "10M", "--users", "50M", "--qps", "2000",  # the old spelling
+                                   "--new-items-per-day", "200k", "--profile", str(path)])
+    assert old.exit_code == 0 and old.stderr.startswith("`leanrec plan` is now `leanrec cost plan`")
+    assert old.stdout == res.stdout
+    res = CliRunner().invoke(app, ["cost", "plan", "--items", "lots", "--users", "1", "--qps", "1", "--profile", str(path)])
     assert res.exit_code != 0 and "not a count" in res.output
-    res = CliRunner().invoke(app, ["plan", "--items", "1", "--users", "1", "--qps", "1",
+    res = CliRunner().invoke(app, ["cost", "plan", "--items", "1", "--users", "1", "--qps", "1",
                                    "--profile", str(tmp_path / "missing.json")], env={"COLUMNS": "400"})
     assert res.exit_code != 0 and "no such file" in res.output
 

@@ -1,5 +1,5 @@
 """Encoder fine-tuning on item pairs: pair mining, batches, the training loop (budget,
-checkpoints, resume, determinism), the saved folder and ``leanrec train encoder``
+checkpoints, resume, determinism), the saved folder and ``leanrec encoder finetune``
 (the training loop is :mod:`leanrec.encoders.finetune`; the entry points with the
 internal validation wired in are :mod:`leanrec.eval.finetune`).
 
@@ -291,7 +291,7 @@ def _cli(*args):
 @pytest.mark.slow
 def test_train_encoder_cli_fine_tunes_and_compares_onnx_int8(tmp_path):
     out = tmp_path / "enc"
-    result = _cli("train", "encoder", "--out", str(out), "--synthetic", "--layers", "1", "--max-epochs", "1",
+    result = _cli("encoder", "finetune", "--out", str(out), "--synthetic", "--layers", "1", "--max-epochs", "1",
                   "--pairs-per-epoch", "64", "--batch-size", "16", "--lr", "1e-4", "--seed", "3")
     assert result.exit_code == 0, result.output
     assert "epoch 0: loss - · valid NDCG@10" in result.output and "epoch 1: loss" in result.output
@@ -327,16 +327,18 @@ def test_int8_scheme_arguments_are_checked(ds, tmp_path):
 
 
 def test_train_cli_errors_are_clear(tmp_path):
-    result = _cli("train", "encoder", "--out", str(tmp_path / "e"), "--synthetic", "--precision", "fp16")
+    result = _cli("encoder", "finetune", "--out", str(tmp_path / "e"), "--synthetic", "--precision", "fp16")
     assert result.exit_code == 2 and "fp32, bf16" in result.output
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
-    result = _cli("train", "encoder", "--out", str(tmp_path / "full"), "--synthetic", "--layers", "1")
+    result = _cli("encoder", "finetune", "--out", str(tmp_path / "full"), "--synthetic", "--layers", "1")
     assert result.exit_code == 2 and "not empty" in result.output
-    result = _cli("train")  # neither --out (the model folder) nor a subcommand
+    result = _cli("model", "train")  # no --out (the model folder)
     assert result.exit_code == 2 and "--out" in result.output
-    result = _cli("train", "--help")
-    assert result.exit_code == 0 and "encoder" in result.output and "--model" in result.output
+    result = _cli("encoder", "--help")
+    assert result.exit_code == 0 and "finetune" in result.output
+    result = _cli("model", "train", "--help")
+    assert result.exit_code == 0 and "--model" in result.output
 
 
 def test_mnrl_loss_matches_sentence_transformers_and_the_correction_is_relative():

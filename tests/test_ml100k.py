@@ -68,17 +68,17 @@ def test_demo_meets_the_bar(tmp_path):
 
 
 def test_cli_recommend_and_info(tmp_path):
-    proc = _leanrec("recommend", "--user", "1", "-k", "5", "--model", "ease", cwd=tmp_path)
+    proc = _leanrec("model", "recommend", "--user", "1", "-k", "5", "--model", "ease", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "P(i|u)" in proc.stdout and "Genres:" in proc.stdout
-    bad = _leanrec("recommend", "--user", "99999", cwd=tmp_path)
+    bad = _leanrec("model", "recommend", "--user", "99999", cwd=tmp_path)
     assert bad.returncode == 2 and "unknown user" in bad.stdout
-    info = _leanrec("data", "info")
+    info = _leanrec("data", "info", "--dataset", "ml-100k")
     assert info.returncode == 0 and "100000" in info.stdout
 
 
 def test_cli_recommend_explains_with_the_users_own_movies(tmp_path):
-    proc = _leanrec("recommend", "--user", "1", "-k", "3", "--model", "hybrid", "--explain", "--json", cwd=tmp_path)
+    proc = _leanrec("model", "recommend", "--user", "1", "-k", "3", "--model", "hybrid", "--explain", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout)
     for row in out["items"]:
@@ -89,7 +89,7 @@ def test_cli_recommend_explains_with_the_users_own_movies(tmp_path):
         top = e["contributions"][0]["contribution"]
         named = [c["title"] for c in e["contributions"][:3] if c["contribution"] >= 0.2 * top > 0]
         assert named and all(title in e["sentence"] for title in named)  # the ones a reader would recognise
-    text = _leanrec("recommend", "--user", "1", "-k", "2", "--model", "ease", "--explain", cwd=tmp_path)
+    text = _leanrec("model", "recommend", "--user", "1", "-k", "2", "--model", "ease", "--explain", cwd=tmp_path)
     assert text.returncode == 0 and "Because you watched" in text.stdout and "exact" in text.stdout
 
 

@@ -71,10 +71,10 @@ def test_serve_refuses_to_start_on_a_broken_setup(tmp_path):
     from leanrec.cli import app
 
     runner = CliRunner()
-    r = runner.invoke(app, ["serve", "--db", f"sqlite:///{tmp_path / 'a.db'}", "--model", str(tmp_path)])
+    r = runner.invoke(app, ["service", "serve", "--db", f"sqlite:///{tmp_path / 'a.db'}", "--model", str(tmp_path)])
     assert r.exit_code == 2 and "not a leanrec model folder" in r.output
     (tmp_path / "keys.txt").write_text("admin:abcdefghijklmnopqrstuvwxyz\n")
-    r = runner.invoke(app, ["serve", "--db", f"sqlite:///{tmp_path / 'a.db'}", "--api-key-file",
+    r = runner.invoke(app, ["service", "serve", "--db", f"sqlite:///{tmp_path / 'a.db'}", "--api-key-file",
                             str(tmp_path / "keys.txt")])
     assert r.exit_code == 2 and "keys.txt, line 1" in r.output and "abcdefghij" not in r.output
 

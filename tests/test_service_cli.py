@@ -26,13 +26,13 @@ def test_train_import_and_serve_ml100k(tmp_path):
     from leanrec.service.config import ServiceConfig
     from leanrec.service.core import RecService
 
-    _leanrec("train", "--model", "hybrid", "--out", "model", "--results", "none.json", cwd=tmp_path)
+    _leanrec("model", "train", "--model", "hybrid", "--out", "model", "--results", "none.json", cwd=tmp_path)
     folder = load_model_folder(tmp_path / "model")
     assert folder.kind == "hybrid" and len(folder.item_ids) == 1682
-    out = _leanrec("store", "import", "ml-100k", "--db", f"sqlite:///{tmp_path / 'ml.db'}", "--model", "model",
+    out = _leanrec("service", "import", "--dataset", "ml-100k", "--db", f"sqlite:///{tmp_path / 'ml.db'}", "--model", "model",
                    "--data-dir", "data", cwd=tmp_path)
     assert "1682 items and 100000 events" in out
-    out = _leanrec("store", "import", "ml-100k", "--db", f"sqlite:///{tmp_path / 'ml.db'}", "--model", "model",
+    out = _leanrec("service", "import", "--dataset", "ml-100k", "--db", f"sqlite:///{tmp_path / 'ml.db'}", "--model", "model",
                    "--data-dir", "data", cwd=tmp_path)
     assert "events skipped" in out
 

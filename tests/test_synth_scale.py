@@ -133,7 +133,7 @@ def test_loads_as_dataset(tmp_path):
 def test_cli_round_trip(tmp_path):
     runner = CliRunner()
     out = tmp_path / "cli"
-    result = runner.invoke(app, ["data", "synth", str(out), "--items", "2k", "--users", "200", "--events", "5k",
+    result = runner.invoke(app, ["data", "synth", "--out", str(out), "--items", "2k", "--users", "200", "--events", "5k",
                                  "--seed", "3", "--partition-rows", "1k", "--description-words", "15"])
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())
@@ -144,8 +144,8 @@ def test_cli_round_trip(tmp_path):
     ref = write_synthetic(tmp_path / "lib", 2000, 200, 5000, seed=3, partition_rows=1000, description_words=15)
     assert ref["parts"] == manifest["parts"]
     # Without --users: the single-file catalogue, as before.
-    result = runner.invoke(app, ["data", "synth", str(tmp_path / "cat.parquet"), "--items", "1500"])
+    result = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "cat.parquet"), "--items", "1500"])
     assert result.exit_code == 0, result.output
     assert len(pd.read_parquet(tmp_path / "cat.parquet")) == 1500
-    result = runner.invoke(app, ["data", "synth", str(tmp_path / "x.parquet"), "--events", "10"])
+    result = runner.invoke(app, ["data", "synth", "--out", str(tmp_path / "x.parquet"), "--events", "10"])
     assert result.exit_code != 0
