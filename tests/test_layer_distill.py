@@ -18,7 +18,7 @@ TEXTS = [f"{adj} {noun} for {use}, model {i}" for i, (adj, noun, use) in enumera
 
 
 def test_unbuilt_distilled_alias_fails_fast_with_the_command_to_build_it():
-    with pytest.raises(ModelNotAvailableError, match="leanrec encoder distill-layers --layers 2"):
+    with pytest.raises(ModelNotAvailableError, match="leanrec encoder distill --layers 2"):
         resolve_model("minilm-L2-distilled")
 
 

@@ -44,7 +44,7 @@ def thread_budget(n: int) -> Iterator[int]:
 
     A library first imported *inside* the block is not limited (measured: faiss imported
     during an index build ran with its default 2 OpenMP threads). Import it first, or set
-    ``OMP_NUM_THREADS`` before the process starts, as ``leanrec bench``'s workers do.
+    ``OMP_NUM_THREADS`` before the process starts, as ``leanrec cost bench``'s workers do.
     """
     from threadpoolctl import threadpool_limits
 

@@ -1,4 +1,4 @@
-"""``leanrec bench``: measure the whole cost ladder side by side in one run.
+"""``leanrec cost bench``: measure the whole cost ladder side by side in one run.
 
 Each rung runs in its own worker process (:mod:`leanrec.cost.worker`) so peak memory and
 thread pools do not leak between rows; rungs run one after another, never concurrently,

@@ -3,7 +3,7 @@
 Cost is an argument, not a fork (DESIGN.md §3): every knob — encoder backend, precision,
 layer pruning, vector codec, index, thread budget — is a field here, and the profiler,
 the Pareto bench and the planner all take the same object. A configuration round-trips
-through a plain dict (and so JSON/TOML), which is how ``leanrec bench`` hands it to the
+through a plain dict (and so JSON/TOML), which is how ``leanrec cost bench`` hands it to the
 isolated worker process that measures it.
 """
 
@@ -83,7 +83,7 @@ class PipelineConfig:
 
 
 def default_ladder(*, big_model: str | None = None) -> list[PipelineConfig]:
-    """The rungs ``leanrec bench`` measures by default, reference first.
+    """The rungs ``leanrec cost bench`` measures by default, reference first.
 
     One axis changes at a time: encoders over fp32 vectors and an exact index; then vector
     codecs and indexes over the default serving encoder (ONNX int8).

@@ -1,4 +1,4 @@
-"""Wall time and peak memory of the batch jobs (``leanrec encode``, ``leanrec recommend-all``) at
+"""Wall time and peak memory of the batch jobs (``leanrec batch encode``, ``leanrec batch recommend``) at
 a target size, predicted from one measured run at a smaller size.
 
 Why a model of its own: :func:`leanrec.cost.plan.plan` sizes a deployment from encoder

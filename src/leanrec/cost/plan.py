@@ -1,6 +1,6 @@
-"""The planner behind ``leanrec plan``: hardware for a target scale, from measurements only.
+"""The planner behind ``leanrec cost plan``: hardware for a target scale, from measurements only.
 
-Inputs are a profile written by ``leanrec cost`` (encoder throughput and latency at a
+Inputs are a profile written by ``leanrec cost profile`` (encoder throughput and latency at a
 thread budget, model bytes, and an index measured at some catalogue size n0) and a prices
 file (:file:`prices.toml` beside this module is the editable example). Nothing is a
 constant buried in code: every number in a plan is either measured, read from the prices
@@ -12,7 +12,7 @@ Scaling laws (n0 = profiled items, N = target items):
 * memory: process baseline + model bytes + index bytes per item × N (+ user profiles
   held in RAM, users × dim × 4 bytes). Linear in N: vectors and graph links are per item.
 * index build time: ∝ N^α with α fitted from the profile's two sizes (n0/10 and n0) when the
-  profile has them (``leanrec cost --index-items`` measures both); otherwise exact ∝ N,
+  profile has them (``leanrec cost profile --index-items`` measures both); otherwise exact ∝ N,
   HNSW ∝ N·log N (each insertion is a greedy search of cost ∝ log n at fixed
   ef_construction), IVF-PQ ∝ N.
 * query latency on one thread: exact ∝ N (a full scan); HNSW ∝ log N at fixed ef_search;
@@ -154,7 +154,7 @@ def plan(profile: dict, *, items: int, users: int, qps: float, new_items_per_day
     idx = profile.get("index_scale")
     if not enc or not idx:
         raise ValueError("the profile needs an 'encoder' and an 'index_scale' section: "
-                         "write one with `leanrec cost --index-items 100000 --out profile.json`")
+                         "write one with `leanrec cost profile --index-items 100000 --out profile.json`")
     a: list[str] = []
     threads = int(enc["threads"])
     rate = float(enc[f"throughput_{text}"]["items_per_s"])  # items/s with `threads` threads

@@ -1,4 +1,4 @@
-"""The profiler behind ``leanrec cost``: what one pipeline configuration costs, measured.
+"""The profiler behind ``leanrec cost profile``: what one pipeline configuration costs, measured.
 
 For a :class:`~leanrec.cost.config.PipelineConfig` it measures, under one stated thread
 budget: encoder load time, model bytes, encode throughput on short item texts and on
@@ -6,7 +6,7 @@ budget: encoder load time, model bytes, encode throughput on short item texts an
 matrix-multiply roofline the encoder reaches, vector bytes per item, index build time and
 bytes, top-10 query latency p50/p99 and QPS, and the ML-100K quality it keeps (warm and cold
 NDCG@10 through the index, see :mod:`leanrec.cost.quality`). Peak RSS is the process's, so
-``leanrec bench`` runs each configuration in a fresh worker process.
+``leanrec cost bench`` runs each configuration in a fresh worker process.
 
 The raw encoder is timed (never the embedding cache); the cache is only used to get the
 ML-100K item vectors for the quality numbers, where it changes nothing but wall time.
@@ -226,7 +226,7 @@ def profile_quality(cfg: PipelineConfig, dataset, *, half_life: float | None | d
                     splits: dict | None = None) -> dict:
     """Warm and cold test NDCG@10 of the content recommender through this config's index.
 
-    ``half_life`` is one value or ``{"warm": h, "cold": h}`` (``leanrec bench`` tunes it
+    ``half_life`` is one value or ``{"warm": h, "cold": h}`` (``leanrec cost bench`` tunes it
     once on validation with the reference encoder and passes it to every row).
     """
     from ..data.split import make_split
@@ -255,7 +255,7 @@ def profile_quality(cfg: PipelineConfig, dataset, *, half_life: float | None | d
 def profile_pipeline(cfg: PipelineConfig, dataset, long_texts: Sequence[str], *, quality: bool = True,
                      short_n: int = 512, repeats: int = 3, latency_n: int = 200, half_life=8.0,
                      progress: Progress | None = None) -> dict:
-    """Everything ``leanrec cost`` reports for one configuration, as a JSON-ready dict."""
+    """Everything ``leanrec cost profile`` reports for one configuration, as a JSON-ready dict."""
     from .hardware import machine_info, peak_rss_bytes
     from ..core.threads import describe_threads
 

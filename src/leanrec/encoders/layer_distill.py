@@ -148,7 +148,7 @@ def distill_layers(model: str, out_dir: str | Path, *, texts: Sequence[str], lay
 
 
 def default_corpus(*, n_products: int = 8000, n_long: int = 200, seed: int = 42) -> list[str]:
-    """The corpus ``leanrec encoder distill-layers`` uses: ML-100K item texts *without the
+    """The corpus ``leanrec encoder distill`` uses: ML-100K item texts *without the
     cold-start items* (so the cold protocol still meets texts the student never saw) plus
     generated product titles and ~150-word product texts (so the student also meets
     vocabulary and lengths outside the films)."""

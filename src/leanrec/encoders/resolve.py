@@ -72,7 +72,7 @@ def is_distilled_alias(name: str) -> bool:
 
 
 def distilled_path(layers: int) -> Path:
-    """Where ``leanrec encoder distill-layers --layers N`` keeps its student model."""
+    """Where ``leanrec encoder distill --layers N`` keeps its student model."""
     from leanrec.paths import cache_dir
 
     return cache_dir() / "encoders" / f"distilled-minilm-L{int(layers)}"
@@ -103,7 +103,7 @@ def resolve_model(model: str | os.PathLike[str]) -> ResolvedModel:
         layers = int(match.group(1))
         path = distilled_path(layers)
         if not (path / "config.json").is_file():
-            raise _not_available(model, f"build it first with `leanrec encoder distill-layers --layers {layers}` "
+            raise _not_available(model, f"build it first with `leanrec encoder distill --layers {layers}` "
                                         f"(writes {path})")
         return ResolvedModel(f"leanrec/all-MiniLM-L{layers}-distilled", path.resolve())
     path = Path(key).expanduser()

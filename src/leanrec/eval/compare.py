@@ -1,4 +1,4 @@
-"""Offline A/B test of two configurations on the same split (``leanrec compare A.toml B.toml``).
+"""Offline A/B test of two configurations on the same split (``leanrec model compare A.toml B.toml``).
 
 Why a config file per side: an A/B test is only worth something if the reader can see every
 choice that differs between the two sides (and every choice that does not), so each side is
@@ -321,7 +321,7 @@ def _fit_side(cfg: CompareConfig, split: Split, on_status) -> SideRun:
 
 @dataclass
 class CompareResult:
-    """Everything ``leanrec compare`` reports: every run of both sides, the split, the statistics."""
+    """Everything ``leanrec model compare`` reports: every run of both sides, the split, the statistics."""
 
     runs_a: list[SideRun]
     runs_b: list[SideRun]

@@ -110,7 +110,7 @@ def model_grid(name: str, cfg: ExperimentConfig, tuned: dict, finetuned: str | N
 
 
 def servable_learned_hybrid(cfg: ExperimentConfig, tuned: dict):
-    """The learned hybrid a service can run (``leanrec train --model learned-hybrid``):
+    """The learned hybrid a service can run (``leanrec model train --model learned-hybrid``):
     EASE + the MiniLM content model + SASRec, each with its tuned parameters where
     ``tuned`` has them (the demo's ``results.json``), the fusion weights learned in ``fit``
     on an internal validation. (The demo's own learned hybrid fuses every model it ran,

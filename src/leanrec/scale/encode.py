@@ -351,7 +351,7 @@ def load_vectors(out_dir: str | os.PathLike, *, codec: str | None = None, mmap: 
     if manifest is None or manifest.get("kind") != KIND:
         raise FileNotFoundError(f"{folder} holds no encode_catalogue output ({folder / 'manifest.json'} missing)")
     if not manifest.get("complete"):
-        raise ValueError(f"{folder} is an unfinished encode run; run `leanrec encode` again to complete it")
+        raise ValueError(f"{folder} is an unfinished encode run; run `leanrec batch encode` again to complete it")
     parts = manifest["partitions"]
     ids = [np.load(folder / p["ids"]) for p in parts]
     if codec is None:

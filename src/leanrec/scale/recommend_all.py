@@ -206,9 +206,9 @@ def recommend_all(vectors_dir: str | os.PathLike, events_path: str | os.PathLike
     vdir = Path(vectors_dir).expanduser().resolve()
     vman = read_manifest(vdir)
     if vman is None or not str(vman.get("kind", "")).startswith("leanrec-vectors"):
-        raise FileNotFoundError(f"{vdir} holds no `leanrec encode` output (no manifest.json)")
+        raise FileNotFoundError(f"{vdir} holds no `leanrec batch encode` output (no manifest.json)")
     if not vman.get("complete"):
-        raise JobInputError(f"{vdir} is an unfinished encode run; run `leanrec encode` again to complete it")
+        raise JobInputError(f"{vdir} is an unfinished encode run; run `leanrec batch encode` again to complete it")
     events = Path(events_path).expanduser().resolve()
     if not events.exists():
         raise FileNotFoundError(f"events file {events} does not exist")

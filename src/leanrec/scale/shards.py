@@ -86,7 +86,7 @@ def build_index_shards(vectors_dir: str | os.PathLike, out_dir: str | os.PathLik
     vdir = Path(vectors_dir).expanduser().resolve()
     vman = read_manifest(vdir)
     if vman is None or not vman.get("complete"):
-        raise JobInputError(f"{vdir} holds no finished `leanrec encode` output")
+        raise JobInputError(f"{vdir} holds no finished `leanrec batch encode` output")
     parts = vman["partitions"]
     shards = []
     for s, lo in enumerate(range(0, len(parts), partitions_per_shard)):

@@ -1,4 +1,4 @@
-"""Bulk loading of an offline-encoded catalogue (``leanrec encode``) and its event log into a store.
+"""Bulk loading of an offline-encoded catalogue (``leanrec batch encode``) and its event log into a store.
 
 Why not the service's write path: ``upsert_items`` and ``add_events`` serve a live stream —
 one transaction per request, profiles updated per event, vectors encoded on the way in. A
@@ -95,7 +95,7 @@ def _items_frame(items_path: Path):
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
         raise BulkLoadError(f"{_where(df, files, i)}: item_id {df['item_id'].iat[i]!r} appears twice")
-    text = item_text(df)  # the text `leanrec encode` encoded: the store's copy must be the same
+    text = item_text(df)  # the text `leanrec batch encode` encoded: the store's copy must be the same
     extra = [c for c in df.columns if c not in ("item_id", "title", "description", "_file", "_row")]
     fields = [json.dumps({k: v for k, v in zip(extra, map(_json_value, row)) if v is not None})
               for row in df[extra].itertuples(index=False, name=None)] if extra else ["{}"] * len(df)
@@ -111,14 +111,14 @@ def _vectors_for(vectors_dir: Path, item_ids: np.ndarray) -> tuple[str, np.ndarr
 
     manifest = read_manifest(vectors_dir)
     if manifest is None or manifest.get("kind") != KIND:
-        raise FileNotFoundError(f"{vectors_dir} holds no `leanrec encode` output (no manifest.json)")
+        raise FileNotFoundError(f"{vectors_dir} holds no `leanrec batch encode` output (no manifest.json)")
     ids, vectors = load_vectors(vectors_dir)
     encoder_id = str(manifest["config"]["model_id"])
     pos = pd.Index(ids.astype(str)).get_indexer(item_ids)
     if (pos < 0).any():
         i = int(np.flatnonzero(pos < 0)[0])
         raise BulkLoadError(f"item_id {item_ids[i]!r} has no vector in {vectors_dir}: encode these items first "
-                            f"(`leanrec encode ITEMS {vectors_dir}`)")
+                            f"(`leanrec batch encode ITEMS --out {vectors_dir}`)")
     if len(ids) != len(item_ids):
         raise BulkLoadError(f"{vectors_dir} holds {len(ids):,} vectors for {len(item_ids):,} items: it was "
                             "encoded from a different catalogue")
@@ -174,7 +174,7 @@ def _events_frame(events_path: Path, loaded: np.ndarray, store: Store):
 def load_catalogue(store: Store, items_path: str | Path, vectors_dir: str | Path, *,
                    events_path: str | Path | None = None, progress: ProgressFn | None = None) -> dict:
     """Load items (Parquet: ``item_id``, ``title`` [, ``description``], other columns become
-    fields), their vectors (a finished ``leanrec encode`` output of the same items) and
+    fields), their vectors (a finished ``leanrec batch encode`` output of the same items) and
     optionally events (Parquet: ``user_id``, ``item_id``, ``timestamp`` [, ``kind``,
     ``value``]) into ``store``, in one transaction. Returns counts and per-phase seconds.
 

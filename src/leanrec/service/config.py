@@ -1,6 +1,6 @@
 """Service settings: one dataclass, filled from a TOML file and then from command-line flags.
 
-Every knob a product team would turn lives here with its default and why; ``leanrec serve
+Every knob a product team would turn lives here with its default and why; ``leanrec service serve
 --config FILE`` reads the same names from a ``[service]`` table (unknown names are an error,
 so a typo never silently keeps a default).
 """
@@ -25,7 +25,7 @@ class ServiceConfig:
     api_key_file: str | None = None    # lines "read:KEY" / "write:KEY"; synced (hashed) into the store
     read_requires_key: bool = False    # reads are open unless this is set; writes always need a write key
     # what
-    model: str | None = None           # a model folder (leanrec train); None = the content recommender
+    model: str | None = None           # a model folder (leanrec model train); None = the content recommender
     encoder: str = "minilm"            # for the content recommender when no model names one
     encoder_backend: str = "torch"
     encoder_precision: str = "fp32"

@@ -78,7 +78,7 @@ class EventBatch(BaseModel):
 
 class ModelSwap(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    path: str | None = Field(description="A model folder written by `leanrec train`; null = content model")
+    path: str | None = Field(description="A model folder written by `leanrec model train`; null = content model")
 
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
@@ -91,7 +91,7 @@ class ArmBody(BaseModel):
     share: Finite | None = Field(None, description="Traffic share (A/B), > 0; all arms' shares sum to 1. "
                                                    "Omit on every arm for equal shares")
     model: str | None = Field(None, max_length=4096,
-                              description="A model folder written by `leanrec train`; null = the content model")
+                              description="A model folder written by `leanrec model train`; null = the content model")
 
 
 class ExperimentBody(BaseModel):
