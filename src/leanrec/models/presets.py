@@ -99,7 +99,7 @@ def model_grid(name: str, cfg: ExperimentConfig, tuned: dict, finetuned: str | N
     if name == "minilm-ft":
         return ContentRecommender(encoder=finetuned), [{"half_life": h} for h in cfg.half_lives]
     if name in ("projection", "attention", "sasrec"):
-        from .models.sequential import SequentialRecommender
+        from .sequential import SequentialRecommender
 
         pooling = {"projection": "mean", "attention": "attention", "sasrec": "sasrec"}[name]
         est = SequentialRecommender(encoder=cfg.sentence_model, pooling=pooling, seed=cfg.seed, **cfg.sequential)
@@ -115,8 +115,8 @@ def servable_learned_hybrid(cfg: ExperimentConfig, tuned: dict):
     ``tuned`` has them (the demo's ``results.json``), the fusion weights learned in ``fit``
     on an internal validation. (The demo's own learned hybrid fuses every model it ran,
     TF-IDF included, whose corpus-fitted vocabulary a live catalogue cannot keep.)"""
-    from .models.learned_hybrid import LearnedHybrid
-    from .models.sequential import SequentialRecommender
+    from .learned_hybrid import LearnedHybrid
+    from .sequential import SequentialRecommender
 
     def params(name: str) -> dict:
         chosen = tuned.get(name) or {}
