@@ -28,9 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from leanrec.encoders.backends import BACKEND_PRECISIONS
 from leanrec.encoders.base import Encoder, ProgressCallback, l2_normalize, validate_texts
-from leanrec.encoders.cache import (
-    CACHE_DIR_ENV,
-    CachedEncoder,
+from leanrec.encoders.cache import CachedEncoder
+from leanrec.encoders.cache_store import (
     EmbeddingCache,
     default_cache_dir,
     default_cache_path,
@@ -49,6 +48,7 @@ from leanrec.encoders.saved import (
     is_saved_encoder,
     read_config,
 )
+from leanrec.paths import CACHE_DIR_ENV
 
 if TYPE_CHECKING:
     from leanrec.encoders.onnx_export import export_onnx
