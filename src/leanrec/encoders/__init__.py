@@ -128,7 +128,7 @@ def load_encoder(
         ``max_seq_length``). The weights load on first use.
       - ``"onnx"`` -> :class:`OnnxEncoder` over an export (``precision`` fp32/int8,
         ``layers``, ``kwargs``: ``max_seq_length``, ``batch_size``, ``int8_scheme`` (one
-        of :data:`~leanrec.encoders.onnx_export.INT8_SCHEMES`; default: the model folder's
+        of :data:`~leanrec.encoders.onnx_quantize.INT8_SCHEMES`; default: the model folder's
         hint, else s8); ``threads`` defaults to 1). Exported on first use into
         ``<cache dir>/encoders/`` (~10 s for MiniLM), reused afterwards.
       - ``"static"`` -> :class:`StaticEncoder` over a model2vec distillation (``layers``,
