@@ -122,7 +122,7 @@ def time_training_steps(dataset, *, model: str = "minilm", precision: str = "fp3
     import torch
 
     from leanrec.encoders.resolve import resolve_model
-    from leanrec.encoders.sbert import check_layers, transformer_num_layers
+    from leanrec.encoders.sbert_load import check_layers, transformer_num_layers
 
     precision = check_training_precision(precision)
     steps = check_int("steps", steps, 1)

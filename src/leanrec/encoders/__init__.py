@@ -244,7 +244,7 @@ def _encoders_dir() -> Path:
 
 def _resolve_with_layers(raw: str, layers: int | None):
     """The local model folder for ``raw`` and ``layers`` checked against its depth."""
-    from leanrec.encoders.sbert import check_layers, transformer_num_layers
+    from leanrec.encoders.sbert_load import check_layers, transformer_num_layers
 
     resolved = resolve_model(raw)
     return resolved, check_layers(layers, transformer_num_layers(resolved))

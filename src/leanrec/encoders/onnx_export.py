@@ -63,11 +63,12 @@ from leanrec.encoders.saved import (
     publish_folder,
     write_config,
 )
-from leanrec.encoders.sbert import (
-    _quiet_transformers,
+from leanrec.encoders.sbert_load import (
     check_layers,
+    layer_list,
     load_sentence_transformer,
     prune_layers,
+    quiet_transformers,
     transformer_num_layers,
 )
 
@@ -184,9 +185,7 @@ def export_onnx(
 
 
 def _blocks(st_model: Any) -> Any:
-    from leanrec.encoders.sbert import _layer_list
-
-    return _layer_list(st_model[0].auto_model)[1]
+    return layer_list(st_model[0].auto_model)[1]
 
 
 def _pooling_mode(st_model: Any) -> str:
@@ -248,7 +247,7 @@ def _export_graph(st_model: Any, pooling: str, path: Path, *, opset: int) -> Non
     args = (example["input_ids"], example["attention_mask"])
     import warnings
 
-    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), _quiet_transformers():
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), quiet_transformers():
         warnings.simplefilter("ignore")  # tracer warnings about python-level asserts
         torch.onnx.export(
             Embed().eval(),

@@ -124,7 +124,7 @@ def train_encoder(dataset, out_dir: str | os.PathLike[str], *, validation: Valid
 
     from leanrec.encoders.onnx_quantize import EXPORT_HINTS_FILENAME, INT8_SCHEMES
     from leanrec.encoders.resolve import resolve_model, weights_fingerprint
-    from leanrec.encoders.sbert import _quiet_transformers, check_layers, transformer_num_layers
+    from leanrec.encoders.sbert_load import check_layers, quiet_transformers, transformer_num_layers
 
     precision = check_training_precision(precision)
     time_budget_s = check_float("time_budget_s", time_budget_s)
@@ -318,7 +318,7 @@ def train_encoder(dataset, out_dir: str | os.PathLike[str], *, validation: Valid
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        with _quiet_transformers():  # transformers' "Writing model shards" bar: the library never prints
+        with quiet_transformers():  # transformers' "Writing model shards" bar: the library never prints
             st.save(str(tmp))
         (tmp / RECORD_FILENAME).write_text(json.dumps(record, indent=1))
         if onnx_int8_scheme is not None:
