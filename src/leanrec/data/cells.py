@@ -21,17 +21,17 @@ import pandas as pd
 __all__ = [
     "MISSING",
     "describe_type",
+    "fast_categories",
+    "fast_ids",
+    "fast_numbers",
+    "fast_text",
+    "fast_timestamps",
+    "parse_categories",
     "parse_id",
-    "parse_timestamp",
+    "parse_kind",
     "parse_number",
     "parse_text",
-    "parse_categories",
-    "parse_kind",
-    "fast_ids",
-    "fast_text",
-    "fast_categories",
-    "fast_numbers",
-    "fast_timestamps",
+    "parse_timestamp",
 ]
 
 #: Marks a key that a JSONL record does not have (as opposed to an explicit null).

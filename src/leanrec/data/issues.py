@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["ValidationIssue", "ValidationReport", "DataValidationError"]
+__all__ = ["DataValidationError", "ValidationIssue", "ValidationReport"]
 
 _MAX_LISTED = 20
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Category", "CATEGORIES", "GENERIC_SENTENCES"]
+__all__ = ["CATEGORIES", "GENERIC_SENTENCES", "Category"]
 
 
 @dataclass(frozen=True)

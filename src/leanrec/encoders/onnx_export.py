@@ -51,7 +51,11 @@ from typing import Any
 import numpy as np
 
 from leanrec.encoders.backends import ONNX_PRECISIONS, check_precision
-from leanrec.encoders.onnx_check import CHECK_TEXTS, check_against_torch, torch_reference
+from leanrec.encoders.onnx_check import (
+    CHECK_TEXTS,
+    check_against_torch,
+    torch_reference,
+)
 from leanrec.encoders.onnx_quantize import INT8_SCHEMES, int8_scheme_hint, quantize_int8
 from leanrec.encoders.resolve import resolve_model, weights_fingerprint
 from leanrec.encoders.saved import (
