@@ -4,7 +4,7 @@ Why: a test is only useful if, when nothing differs, it says "different" about a
 alpha promises. Each repetition generates a fresh synthetic data set (``make_dataset``,
 data seed 1000 + r), splits it with the warm protocol and fits the *same* configuration on
 both sides with different model seeds, through the same code path as ``leanrec model compare``
-(:func:`leanrec.eval.compare.fit_and_evaluate`, then
+(:func:`leanrec.eval.compare_run.fit_and_evaluate`, then
 :func:`leanrec.eval.abtest.seed_comparison`, which picks the level the CLI would). Rows:
 
 * ``projection-1seed`` (the sequential model with mean pooling over frozen TF-IDF vectors,
@@ -50,7 +50,8 @@ from scipy import stats
 from leanrec.data.split import make_split
 from leanrec.data.synth import make_dataset
 from leanrec.eval.abtest import paired_comparison, seed_comparison, welch_seed_test
-from leanrec.eval.compare import CompareConfig, fit_and_evaluate
+from leanrec.eval.compare import CompareConfig
+from leanrec.eval.compare_run import fit_and_evaluate
 from leanrec.experiment import versions
 
 PRIMARY = "ndcg@10"

@@ -173,7 +173,7 @@ def int8_stage(report: dict, ds, args) -> None:
     from leanrec.cost.finetune_check import compare_onnx_int8
     from leanrec.encoders import load_saved_encoder
     from leanrec.encoders.finetune import ONNX_INT8_SCHEME
-    from leanrec.encoders.onnx_export import EXPORT_HINTS_FILENAME, INT8_SCHEMES
+    from leanrec.encoders.onnx_quantize import EXPORT_HINTS_FILENAME, INT8_SCHEMES
 
     schemes = args.int8_schemes if args.int8_schemes is not None else list(INT8_SCHEMES)
     for protocol, entry in report["protocols"].items():

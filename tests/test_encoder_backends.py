@@ -47,7 +47,8 @@ from leanrec.encoders import (
     load_saved_encoder,
     read_config,
 )
-from leanrec.encoders.onnx_export import CHECK_TEXTS, export_onnx
+from leanrec.encoders.onnx_check import CHECK_TEXTS
+from leanrec.encoders.onnx_export import export_onnx
 from leanrec.encoders.static import distill_static
 
 TEXTS = [

@@ -352,7 +352,7 @@ def test_mnrl_loss_matches_sentence_transformers_and_the_correction_is_relative(
         from sentence_transformers.losses import MultipleNegativesRankingLoss
 
     from leanrec.encoders.resolve import resolve_model
-    from leanrec.encoders.sbert import load_sentence_transformer
+    from leanrec.encoders.sbert_load import load_sentence_transformer
 
     g = torch.Generator().manual_seed(0)
     a = torch.nn.functional.normalize(torch.randn(8, 16, generator=g), dim=-1)

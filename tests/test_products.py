@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from leanrec.data.products import (BLOCK, CATEGORIES, generate_products, item_text, iter_products,
-                                   write_products)
+from leanrec.data.product_vocab import CATEGORIES
+from leanrec.data.products import BLOCK, generate_products, item_text, iter_products, write_products
 
 
 def test_deterministic_for_a_seed_and_different_across_seeds():

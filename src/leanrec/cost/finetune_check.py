@@ -30,7 +30,7 @@ from leanrec.encoders.finetune.loss import batch_loss, check_training_precision
 from leanrec.encoders.finetune.model import load_trainable
 from leanrec.encoders.finetune.pairs import epoch_batches, mine_pairs, sampling_log_q
 from leanrec.encoders.finetune.train import check_int
-from leanrec.encoders.onnx_export import int8_scheme_hint
+from leanrec.encoders.onnx_quantize import int8_scheme_hint
 from leanrec.encoders.saved import read_config
 from leanrec.eval.validation import ValidationSet
 
@@ -51,7 +51,7 @@ def compare_onnx_int8(folder: str | os.PathLike[str], dataset, *, half_life: flo
     Exports (or reuses the cached export of) ``folder`` with ``load_encoder(folder,
     backend="onnx", precision="int8")`` — the serving path, which takes the folder's int8
     scheme hint — or, with ``int8_scheme``, with that scheme of
-    :data:`~leanrec.encoders.onnx_export.INT8_SCHEMES` (cached alongside). Encodes every
+    :data:`~leanrec.encoders.onnx_quantize.INT8_SCHEMES` (cached alongside). Encodes every
     item text both ways and scores both on :class:`ValidationSet` (``half_life="record"``:
     the one in the folder's ``leanrec_finetune.json``, else 8). Returns both NDCG@10 values,
     their ratio (int8 / torch) with a 95% paired-bootstrap interval over users (at NDCG@10
@@ -122,7 +122,7 @@ def time_training_steps(dataset, *, model: str = "minilm", precision: str = "fp3
     import torch
 
     from leanrec.encoders.resolve import resolve_model
-    from leanrec.encoders.sbert import check_layers, transformer_num_layers
+    from leanrec.encoders.sbert_load import check_layers, transformer_num_layers
 
     precision = check_training_precision(precision)
     steps = check_int("steps", steps, 1)

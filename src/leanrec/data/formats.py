@@ -8,7 +8,7 @@ TSV, JSONL or Parquet file into a :class:`Table` of raw cells plus line (or row)
 numbers. It converts nothing; checking the cells is the job of
 :mod:`leanrec.data.validation`. Problems with the file as a whole (missing or
 duplicated header columns, an empty, non-UTF-8 or unreadable file) raise
-:class:`~leanrec.data.validation.DataValidationError` here, since no row is usable.
+:class:`~leanrec.data.issues.DataValidationError` here, since no row is usable.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from .validation import MISSING, DataValidationError, ValidationIssue, describe_type
+from .cells import MISSING, describe_type
+from .issues import DataValidationError, ValidationIssue
 
 __all__ = ["FORMATS", "Table", "detect_format", "open_table", "parquet_files"]
 

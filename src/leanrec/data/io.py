@@ -5,8 +5,9 @@ column of a file holds each canonical field (:class:`ItemColumns`,
 :class:`EventColumns`), so files from any source load without renaming, and it turns a
 file into checked :class:`~leanrec.data.schema.Items`, :class:`~leanrec.data.schema.Events`
 or a whole :class:`~leanrec.data.schema.Dataset`. The work is delegated: reading raw
-records with their line numbers lives in :mod:`leanrec.data.formats`, the rules and the
-report types in :mod:`leanrec.data.validation` (re-exported here).
+records with their line numbers lives in :mod:`leanrec.data.formats`, the rules in
+:mod:`leanrec.data.validation` and the report types in :mod:`leanrec.data.issues`
+(re-exported here).
 
 Two modes:
 
@@ -31,8 +32,9 @@ import numpy as np
 import pandas as pd
 
 from .formats import FORMATS, detect_format, open_table
+from .issues import DataValidationError, ValidationIssue, ValidationReport
 from .schema import ITEM_ID, KIND, TEXT, TIMESTAMP, USER_ID, VALUE, Dataset, Events, Items
-from .validation import Collector, DataValidationError, ValidationIssue, ValidationReport
+from .validation import Collector
 
 __all__ = [
     "ItemColumns",

@@ -49,7 +49,8 @@ from pathlib import Path
 import numpy as np
 
 from .interactions import DEFAULT_START_TS, KINDS
-from .products import CATEGORIES, iter_products
+from .product_vocab import CATEGORIES
+from .products import iter_products
 
 __all__ = ["USER_BLOCK", "allocate_counts", "write_synthetic", "read_synthetic", "load_synthetic_dataset"]
 

@@ -1,4 +1,4 @@
-"""The rules every item and event row must pass, and how broken ones are reported.
+"""The rules every item and event row must pass, applied across a table of raw cells.
 
 Why this module exists: every later stage (splits, encoders, models, evaluation) trusts
 the invariants of :class:`~leanrec.data.schema.Items` and
@@ -9,382 +9,48 @@ physical line of a CSV record, the line of a JSONL record, the row of a Parquet 
 and the field. They collect every problem instead of stopping at the first, so one run
 is enough to fix a file.
 
-This module holds what that needs, independent of any file format: the report types
-(:class:`ValidationIssue`, :class:`ValidationReport`, :class:`DataValidationError`),
-the cell rules (ids, text, categories, numbers, timestamps, kinds) and the rules across
-rows (non-empty joined text, unique item ids, events naming known items), applied by a
-:class:`Collector` over a table of raw cells from :mod:`leanrec.data.formats`. Nothing
-is coerced silently: every conversion is checked here.
+This module holds what that needs, independent of any file format: the cell rules (ids,
+text, categories, numbers, timestamps, kinds; each cell checked by a parser of
+:mod:`leanrec.data.cells`) and the rules across rows (non-empty joined text, unique item
+ids, events naming known items), applied by a :class:`Collector` over a table of raw
+cells from :mod:`leanrec.data.formats`; the problems it finds are reported with the
+types of :mod:`leanrec.data.issues`. Nothing is coerced silently: every conversion is
+checked.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from .cells import (
+    MISSING,
+    fast_categories,
+    fast_ids,
+    fast_numbers,
+    fast_text,
+    fast_timestamps,
+    parse_categories,
+    parse_id,
+    parse_kind,
+    parse_number,
+    parse_text,
+    parse_timestamp,
+)
+from .issues import DataValidationError, ValidationIssue, ValidationReport
 from .schema import coerce_ids_like
 
 if TYPE_CHECKING:
     from .formats import Table
 
-__all__ = [
-    "ValidationIssue",
-    "ValidationReport",
-    "DataValidationError",
-    "MISSING",
-    "Collector",
-    "describe_type",
-]
-
-#: Marks a key that a JSONL record does not have (as opposed to an explicit null).
-MISSING: Any = type("_Missing", (), {"__repr__": lambda self: "<missing>"})()
+__all__ = ["Collector"]
 
 # Same integer pattern as ``schema.normalize_ids``: ids that match it are compared as
 # integers, so "007" and "7" are the same item once loaded.
 _INT_ID = r"[+-]?\d{1,18}"
-
-_MAX_LISTED = 20
-
-
-# --------------------------------------------------------------------------- issues
-
-
-@dataclass(frozen=True)
-class ValidationIssue:
-    """One problem in one place: ``items.csv:14: field 'text': empty text``.
-
-    ``line`` is 1-based; ``unit`` says what it counts: ``"line"`` (CSV/TSV physical
-    line, JSONL line) or ``"row"`` (Parquet row). ``line``/``field`` are ``None`` when
-    the problem is not tied to one.
-    """
-
-    file: str
-    line: int | None
-    field: str | None
-    message: str
-    unit: str = "line"
-
-    @property
-    def location(self) -> str:
-        if self.line is None:
-            return self.file
-        if self.unit == "line":
-            return f"{self.file}:{self.line}"
-        return f"{self.file}: {self.unit} {self.line}"
-
-    def __str__(self) -> str:
-        where = self.location
-        if self.field is not None:
-            where += f": field {self.field!r}"
-        return f"{where}: {self.message}"
-
-
-class DataValidationError(ValueError):
-    """Raised when input data breaks a rule; ``.issues`` lists every problem found."""
-
-    def __init__(self, issues: Sequence[ValidationIssue], report: "ValidationReport | None" = None):
-        self.issues: list[ValidationIssue] = list(issues)
-        self.report = report
-        super().__init__(self._message())
-
-    def _message(self) -> str:
-        n = len(self.issues)
-        lines = [f"{n} data problem{'s' if n != 1 else ''} found:"]
-        lines += [f"  {issue}" for issue in self.issues[:_MAX_LISTED]]
-        if n > _MAX_LISTED:
-            lines.append(f"  ... and {n - _MAX_LISTED} more")
-        return "\n".join(lines)
-
-    def __reduce__(self):  # keep it picklable (multiprocessing, caching)
-        return (type(self), (self.issues, self.report))
-
-
-@dataclass
-class ValidationReport:
-    """What a reader saw: every issue, how many data rows it read and how many it kept.
-
-    ``n_rows_read`` counts data records (not the header, not blank lines), malformed
-    ones included. A report from :func:`load_dataset` adds up the per-file reports,
-    which stay available in ``parts``.
-    """
-
-    issues: list[ValidationIssue] = field(default_factory=list)
-    n_rows_read: int = 0
-    n_rows_kept: int = 0
-    files: tuple[str, ...] = ()
-    parts: tuple["ValidationReport", ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not self.issues
-
-    @property
-    def n_rows_dropped(self) -> int:
-        return self.n_rows_read - self.n_rows_kept
-
-    def summary(self) -> str:
-        """One line for logs and the CLI (the library itself never prints)."""
-        files = ", ".join(self.files) or "input"
-        return (
-            f"{files}: read {self.n_rows_read} rows, kept {self.n_rows_kept}, "
-            f"{len(self.issues)} issue{'s' if len(self.issues) != 1 else ''}"
-        )
-
-    @staticmethod
-    def combine(*reports: "ValidationReport") -> "ValidationReport":
-        return ValidationReport(
-            issues=[i for r in reports for i in r.issues],
-            n_rows_read=sum(r.n_rows_read for r in reports),
-            n_rows_kept=sum(r.n_rows_kept for r in reports),
-            files=tuple(f for r in reports for f in r.files),
-            parts=tuple(reports),
-        )
-
-
-
-# --------------------------------------------------------------------------- cell parsers
-# Each parser returns (value, None) or (None, message). They accept what the three
-# formats produce: strings (CSV), JSON values (JSONL), Python values from Arrow (Parquet).
-
-
-def describe_type(v: Any) -> str:
-    if isinstance(v, bool):
-        return "a boolean"
-    if isinstance(v, (int, float, np.number)):
-        return "a number"
-    if isinstance(v, (list, tuple, np.ndarray)):
-        return "a list"
-    if isinstance(v, dict):
-        return "an object"
-    return type(v).__name__
-
-
-def _parse_id(v: Any, label: str) -> tuple[str | None, str | None]:
-    if v is MISSING:
-        return None, "key missing from this record"
-    if v is None:
-        return None, f"missing {label}"
-    if isinstance(v, str):
-        s = v.strip()
-        return (s, None) if s else (None, f"empty {label}")
-    if isinstance(v, (bool, np.bool_)):
-        return None, f"{label} must be a string or an integer, got a boolean"
-    if isinstance(v, (int, np.integer)):
-        return str(int(v)), None
-    if isinstance(v, (float, np.floating)):
-        if math.isnan(v):
-            return None, f"missing {label} (NaN)"
-        if math.isfinite(v) and float(v).is_integer():
-            return str(int(v)), None
-    return None, f"{label} must be a string or an integer, got {describe_type(v)} {v!r}"
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-def _parse_timestamp(v: Any) -> tuple[float | None, str | None]:
-    """Unix seconds (number or numeric string) or ISO-8601 (naive means UTC)."""
-    if v is MISSING:
-        return None, "key missing from this record"
-    if v is None:
-        return None, "missing timestamp"
-    if isinstance(v, str):
-        s = v.strip()
-        if not s:
-            return None, "empty timestamp"
-        try:
-            x = float(s)
-        except ValueError:
-            try:
-                dt = datetime.fromisoformat(s)
-            except ValueError:
-                return None, f"unparsable timestamp {s!r} (expected Unix seconds or ISO-8601)"
-            return _datetime_seconds(dt), None
-        return _finite_timestamp(x, s)
-    if isinstance(v, (bool, np.bool_)):
-        return None, "timestamp must be a number or an ISO-8601 string, got a boolean"
-    if isinstance(v, (int, float, np.integer, np.floating)):
-        try:
-            return _finite_timestamp(float(v), v)
-        except OverflowError:
-            return None, f"timestamp out of range: {_short(v)}"
-    if isinstance(v, datetime):
-        if pd.isna(v):
-            return None, "missing timestamp"
-        return _datetime_seconds(v), None
-    if isinstance(v, date):
-        return _datetime_seconds(datetime(v.year, v.month, v.day)), None
-    return None, f"timestamp must be a number or an ISO-8601 string, got {describe_type(v)}"
-
-
-def _finite_timestamp(x: float, shown: Any) -> tuple[float | None, str | None]:
-    if math.isnan(x):
-        return None, "NaN timestamp"
-    if not math.isfinite(x):
-        return None, f"infinite timestamp {shown!r}"
-    return x, None
-
-
-def _datetime_seconds(dt: datetime) -> float:
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    if isinstance(dt, pd.Timestamp):
-        return float(dt.timestamp())  # keeps sub-microsecond precision
-    return (dt - _EPOCH).total_seconds()
-
-
-def _parse_number(v: Any) -> tuple[float | None, str | None]:
-    """A finite number; empty/null/absent means NaN; "NaN", inf and text are errors."""
-    if v is MISSING or v is None:
-        return math.nan, None
-    if isinstance(v, str):
-        s = v.strip()
-        if not s:
-            return math.nan, None
-        try:
-            x = float(s)
-        except ValueError:
-            return None, f"not a number: {s!r}"
-        if not math.isfinite(x):
-            return None, f"not a finite number: {s!r} (leave the cell empty for a missing value)"
-        return x, None
-    if isinstance(v, (bool, np.bool_)):
-        return None, "expected a number, got a boolean"
-    if isinstance(v, (int, float, np.integer, np.floating)):
-        try:
-            x = float(v)
-        except OverflowError:
-            return None, f"number out of range: {_short(v)}"
-        if not math.isfinite(x):
-            return None, f"not a finite number: {v!r} (use null for a missing value)"
-        return x, None
-    return None, f"expected a number, got {describe_type(v)}"
-
-
-def _parse_text(v: Any) -> tuple[str | None, str | None]:
-    if v is MISSING or v is None:
-        return "", None
-    if isinstance(v, str):
-        return v, None
-    return None, f"text must be a string, got {describe_type(v)} {_short(v)}"
-
-
-def _parse_categories(v: Any, sep: str) -> tuple[list[str] | None, str | None]:
-    if v is MISSING or v is None:
-        return [], None
-    if isinstance(v, str):
-        return [p.strip() for p in v.split(sep) if p.strip()], None
-    if isinstance(v, (list, tuple, np.ndarray)):
-        out = []
-        for x in v:
-            if x is None:
-                continue
-            if isinstance(x, str):
-                if x.strip():
-                    out.append(x.strip())
-            elif isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)):
-                out.append(str(int(x)))
-            else:
-                return None, f"list elements must be strings, got {describe_type(x)} {_short(x)}"
-        return out, None
-    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
-        return [str(int(v))], None
-    return None, f"expected a {sep!r}-separated string or a list of strings, got {describe_type(v)}"
-
-
-def _parse_kind(v: Any) -> tuple[str | None, str | None]:
-    if v is MISSING or v is None:
-        return "", None
-    if isinstance(v, str):
-        return v.strip(), None
-    if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
-        return str(int(v)), None
-    return None, f"kind must be a string, got {describe_type(v)}"
-
-
-def _short(v: Any) -> str:
-    r = repr(v)
-    return r if len(r) <= 40 else r[:37] + "..."
-
-
-# Fast paths: plain loops or vectorised conversions for the common clean case (all
-# strings from CSV, numbers from JSONL/Parquet); anything unusual goes to the parsers.
-
-_NONE = type(None)
-
-
-def _types(cells: list) -> set:
-    return set(map(type, cells))
-
-
-def _fast_ids(cells: list, label: str):
-    types = _types(cells)
-    if types <= {str}:
-        values = [v.strip() for v in cells]
-        return values, [i for i, v in enumerate(values) if not v]
-    if types <= {int}:
-        return [str(v) for v in cells], []
-    return None
-
-
-def _fast_text(cells: list):
-    if _types(cells) <= {str}:
-        return list(cells), []
-    return None
-
-
-def _fast_categories(cells: list, sep: str):
-    if _types(cells) <= {str}:
-        return [[p.strip() for p in v.split(sep) if p.strip()] for v in cells], []
-    return None
-
-
-def _fast_numbers(cells: list):
-    if not _types(cells) <= {str, int, float, _NONE}:
-        return None
-    try:
-        arr = pd.to_numeric(pd.Series(cells, dtype=object), errors="coerce").to_numpy(dtype="float64")
-    except (OverflowError, ValueError, TypeError):  # e.g. a JSON integer beyond float range
-        return None
-    return arr.tolist(), np.flatnonzero(~np.isfinite(arr)).tolist()
-
-
-def _fast_timestamps(cells: list):
-    if not _types(cells) <= {str, int, float}:
-        return None
-    values: list = []
-    redo: list[int] = []
-    append = values.append
-    fromiso = datetime.fromisoformat
-    utc, epoch, isfinite = timezone.utc, _EPOCH, math.isfinite
-    for i, v in enumerate(cells):
-        try:
-            x = float(v)
-        except (ValueError, OverflowError):
-            try:
-                dt = fromiso(v.strip())
-            except (ValueError, AttributeError):
-                redo.append(i)
-                append(None)
-                continue
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=utc)
-            append((dt - epoch).total_seconds())
-            continue
-        if not isfinite(x):
-            redo.append(i)
-        append(x)
-    return values, redo
-
-
-
-# --------------------------------------------------------------------------- rules
 
 
 class Collector:
@@ -428,19 +94,19 @@ class Collector:
     # Cell rules, one column each.
 
     def ids(self, column: str, label: str) -> list:
-        return self.parse(column, _parse_id, label, fast=_fast_ids)
+        return self.parse(column, parse_id, label, fast=fast_ids)
 
     def timestamps(self, column: str) -> list:
-        return self.parse(column, _parse_timestamp, fast=_fast_timestamps)
+        return self.parse(column, parse_timestamp, fast=fast_timestamps)
 
     def numbers(self, column: str) -> list:
-        return self.parse(column, _parse_number, fast=_fast_numbers)
+        return self.parse(column, parse_number, fast=fast_numbers)
 
     def categories(self, column: str, sep: str) -> list:
-        return self.parse(column, _parse_categories, sep, fast=_fast_categories)
+        return self.parse(column, parse_categories, sep, fast=fast_categories)
 
     def kinds(self, column: str) -> list:
-        return self.parse(column, _parse_kind)
+        return self.parse(column, parse_kind)
 
     # Rules across columns and rows.
 
@@ -450,7 +116,7 @@ class Collector:
         Returns each field's values by canonical name and the joined text per row. A
         row whose joined text is empty is reported once, unless it is already bad.
         """
-        texts = {canon: self.parse(column, _parse_text, fast=_fast_text) for canon, column in pairs}
+        texts = {canon: self.parse(column, parse_text, fast=fast_text) for canon, column in pairs}
         already_bad = self.bad.copy()  # e.g. a non-string text field: already reported
         raw_columns = [self.table.columns[c] for _, c in pairs]
         field_name = ", ".join(c for _, c in pairs)

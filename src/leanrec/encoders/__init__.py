@@ -28,9 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from leanrec.encoders.backends import BACKEND_PRECISIONS
 from leanrec.encoders.base import Encoder, ProgressCallback, l2_normalize, validate_texts
-from leanrec.encoders.cache import (
-    CACHE_DIR_ENV,
-    CachedEncoder,
+from leanrec.encoders.cache import CachedEncoder
+from leanrec.encoders.cache_store import (
     EmbeddingCache,
     default_cache_dir,
     default_cache_path,
@@ -49,6 +48,7 @@ from leanrec.encoders.saved import (
     is_saved_encoder,
     read_config,
 )
+from leanrec.paths import CACHE_DIR_ENV
 
 if TYPE_CHECKING:
     from leanrec.encoders.onnx_export import export_onnx
@@ -128,7 +128,7 @@ def load_encoder(
         ``max_seq_length``). The weights load on first use.
       - ``"onnx"`` -> :class:`OnnxEncoder` over an export (``precision`` fp32/int8,
         ``layers``, ``kwargs``: ``max_seq_length``, ``batch_size``, ``int8_scheme`` (one
-        of :data:`~leanrec.encoders.onnx_export.INT8_SCHEMES`; default: the model folder's
+        of :data:`~leanrec.encoders.onnx_quantize.INT8_SCHEMES`; default: the model folder's
         hint, else s8); ``threads`` defaults to 1). Exported on first use into
         ``<cache dir>/encoders/`` (~10 s for MiniLM), reused afterwards.
       - ``"static"`` -> :class:`StaticEncoder` over a model2vec distillation (``layers``,
@@ -244,7 +244,7 @@ def _encoders_dir() -> Path:
 
 def _resolve_with_layers(raw: str, layers: int | None):
     """The local model folder for ``raw`` and ``layers`` checked against its depth."""
-    from leanrec.encoders.sbert import check_layers, transformer_num_layers
+    from leanrec.encoders.sbert_load import check_layers, transformer_num_layers
 
     resolved = resolve_model(raw)
     return resolved, check_layers(layers, transformer_num_layers(resolved))

@@ -51,7 +51,7 @@ def distill_layers(model: str, out_dir: str | Path, *, texts: Sequence[str], lay
     import torch
 
     from .resolve import resolve_model, weights_fingerprint
-    from .sbert import load_sentence_transformer, prune_layers
+    from .sbert_load import load_sentence_transformer, prune_layers
 
     out = Path(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -132,9 +132,9 @@ def distill_layers(model: str, out_dir: str | Path, *, texts: Sequence[str], lay
         import shutil
 
         shutil.rmtree(tmp)
-    from .sbert import _quiet_transformers
+    from .sbert_load import quiet_transformers
 
-    with _quiet_transformers():  # transformers' "Writing model shards" bar: the library never prints
+    with quiet_transformers():  # transformers' "Writing model shards" bar: the library never prints
         student.save(str(tmp))
     (tmp / "leanrec_distill.json").write_text(json.dumps({
         "teacher": str(resolved.name), "teacher_fingerprint": weights_fingerprint(resolved.path),

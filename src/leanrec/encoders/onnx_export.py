@@ -5,8 +5,9 @@
 ``input_ids`` and ``attention_mask`` (int64, dynamic batch and sequence axes) and returns
 ``sentence_embedding``: the transformer, mean pooling over the attention mask (or CLS
 pooling, if that is the model's pooling) and L2 normalisation are all inside the graph,
-so a runtime needs no pooling code and the check below covers everything but
-tokenisation, which it covers too by running the saved folder end to end.
+so a runtime needs no pooling code and the check (:mod:`leanrec.encoders.onnx_check`)
+covers everything but tokenisation, which it covers too by running the saved folder end
+to end.
 
 What makes a naive export of MiniLM silently wrong, and what we do instead:
 
@@ -30,8 +31,9 @@ What makes a naive export of MiniLM silently wrong, and what we do instead:
 
 Then the export is **checked**: the saved folder encodes short titles, long texts (some
 beyond ``max_seq_length``) in padded batches, and each vector is compared with the torch
-float32 model's. fp32 must reach cosine >= 0.999 on every text or the export raises;
-int8 (``onnxruntime.quantization.quantize_dynamic``, per-channel int8 weights) records its
+float32 model's (:mod:`leanrec.encoders.onnx_check`). fp32 must reach cosine >= 0.999 on
+every text or the export raises; int8 (``onnxruntime.quantization.quantize_dynamic``,
+per-channel int8 weights: :mod:`leanrec.encoders.onnx_quantize`) records its
 minimum and mean cosine in ``leanrec_encoder.json`` and raises only below a sanity floor
 that catches a broken graph, not a lossy one.
 
@@ -42,14 +44,19 @@ loading and tracing), fp32 agrees to cosine >= 0.9999999, int8 to mean 0.990 / m
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from leanrec.encoders.backends import ONNX_PRECISIONS, check_precision
+from leanrec.encoders.onnx_check import (
+    CHECK_TEXTS,
+    check_against_torch,
+    torch_reference,
+)
+from leanrec.encoders.onnx_quantize import INT8_SCHEMES, int8_scheme_hint, quantize_int8
 from leanrec.encoders.resolve import resolve_model, weights_fingerprint
 from leanrec.encoders.saved import (
     FORMAT_VERSION,
@@ -60,71 +67,16 @@ from leanrec.encoders.saved import (
     publish_folder,
     write_config,
 )
-from leanrec.encoders.sbert import (
-    _quiet_transformers,
+from leanrec.encoders.sbert_load import (
     check_layers,
+    layer_list,
     load_sentence_transformer,
     prune_layers,
+    quiet_transformers,
     transformer_num_layers,
 )
 
-__all__ = ["CHECK_TEXTS", "EXPORT_HINTS_FILENAME", "INT8_SCHEMES", "ONNX_PRECISIONS", "ExportCheckError",
-           "export_onnx", "int8_scheme_hint", "onnx_model_id"]
-
-#: How int8 exports are quantised (see :func:`_quantize_int8`): ``"s8"`` (the default:
-#: int8 weights per channel, every MatMul and the embedding Gather), ``"u8"`` (the same
-#: with uint8 weights), ``"s8-reduce-range"`` (7-bit weights), ``"s8-ffn-out-fp32"`` (the
-#: feed-forward output MatMuls stay fp32), ``"s8-ffn-fp32"`` (both feed-forward MatMuls).
-INT8_SCHEMES = ("s8", "u8", "s8-reduce-range", "s8-ffn-out-fp32", "s8-ffn-fp32")
-#: A model folder may hold this file, ``{"int8_scheme": "..."}``, to name the scheme its
-#: int8 exports use when the caller names none (a fine-tune records its measured choice).
-EXPORT_HINTS_FILENAME = "leanrec_export.json"
-#: fp32 must agree with torch at least this well on every check text, or the export raises.
-FP32_MIN_COSINE = 0.999
-#: int8 below this (on any text) means a broken graph rather than quantisation noise.
-INT8_FLOOR_COSINE = 0.9
-
-_LONG_SENTENCES = [
-    "The film follows a retired detective who returns to the city where he grew up.",
-    "Years earlier a series of unsolved robberies had ended his career in disgrace.",
-    "Now a young journalist asks him to look again at the evidence he never trusted.",
-    "Together they uncover a network of corrupt officials, old friends and new enemies.",
-    "The story moves between the present and the summer of the first crime.",
-    "Critics praised the patient pacing, the photography of the harbour at night and the score.",
-    "Some viewers found the ending ambiguous, others thought it was the only honest choice.",
-    "It won awards at several festivals and later became a cult favourite on home video.",
-    "The director said the script was inspired by stories her grandfather told about the docks.",
-    "A sequel was announced but never made, which only added to the legend around it.",
-]
-
-
-def _long_text(start: int, n_sentences: int) -> str:
-    k = len(_LONG_SENTENCES)
-    return " ".join(_LONG_SENTENCES[(start + i) % k] for i in range(n_sentences))
-
-
-#: Default texts for the export check: short catalogue titles and ~150-350-word
-#: descriptions (the longest exceed 256 tokens, so truncation is checked too).
-CHECK_TEXTS: tuple[str, ...] = (
-    "Toy Story (1995). Genres: Animation, Children's, Comedy",
-    "Heat (1995). Genres: Action, Crime, Thriller",
-    "Sense and Sensibility (1995). Genres: Drama, Romance",
-    "Star Wars (1977). Genres: Action, Adventure, Romance, Sci-Fi, War",
-    "A funny animated movie for children",
-    "Crime thriller with a heist",
-    "Babe",
-    "Casino (1995)",
-    "Wallace & Gromit: The Best of Aardman Animation (1996). Genres: Animation",
-    "Ça ne se refuse pas — an über-cool café noir!",
-    _long_text(0, 10),  # ~150 words
-    _long_text(3, 11),
-    _long_text(5, 12),
-    _long_text(1, 24),  # ~350 words: past 256 tokens, so truncated
-)
-
-
-class ExportCheckError(RuntimeError):
-    """The exported graph disagrees with the torch model beyond the allowed tolerance."""
+__all__ = ["ONNX_PRECISIONS", "export_onnx", "onnx_model_id"]
 
 
 def onnx_model_id(name: str, fingerprint: str, *, precision: str, layers: int | None, max_seq_length: int) -> str:
@@ -188,23 +140,13 @@ def export_onnx(
     pooling = _pooling_mode(st_model)
     dim = int(st_model[0].auto_model.config.hidden_size)
 
-    # The reference: the same torch float32 model through sentence-transformers' own
-    # tokenisation and pooling, one text per call so padding cannot influence it.
-    import torch
-
-    with torch.inference_mode():
-        reference = np.vstack(
-            [
-                st_model.encode([t], convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
-                for t in texts
-            ]
-        ).astype(np.float32)
+    reference = torch_reference(st_model, texts)
 
     tmp = new_build_folder(out)
     try:
         _export_graph(st_model, pooling, tmp / "model.onnx", opset=opset)
         if precision == "int8":
-            _quantize_int8(tmp / "model.onnx", int8_scheme or "s8")
+            quantize_int8(tmp / "model.onnx", int8_scheme or "s8")
         tokenizer = _fast_tokenizer(st_model, msl)
         tokenizer.save(str(tmp / "tokenizer.json"))
 
@@ -236,24 +178,7 @@ def export_onnx(
         }
         write_config(tmp, config)
 
-        from leanrec.encoders.onnx_runtime import OnnxEncoder
-
-        # End to end through the saved folder, in padded batches of mixed lengths.
-        got = OnnxEncoder(str(tmp), threads=1, batch_size=8).encode(texts)
-        cos = np.sum(got.astype(np.float64) * reference.astype(np.float64), axis=1)
-        check = {
-            "reference": "sentence-transformers torch float32, same weights/layers/max_seq_length",
-            "n_texts": len(texts),
-            "min_cosine": round(float(cos.min()), 7),
-            "mean_cosine": round(float(cos.mean()), 7),
-        }
-        floor = FP32_MIN_COSINE if precision == "fp32" else INT8_FLOOR_COSINE
-        if not np.all(np.isfinite(cos)) or cos.min() < floor:
-            worst = int(np.nanargmin(cos)) if np.any(np.isfinite(cos)) else 0
-            raise ExportCheckError(
-                f"the {precision} ONNX export of {resolved.name} disagrees with torch: min cosine "
-                f"{cos.min():.6f} < {floor} (text {worst}: {texts[worst][:60]!r}); nothing was written to {out}"
-            )
+        check = check_against_torch(tmp, texts, reference, precision=precision, name=resolved.name, out=out)
         config["check"] = check
         write_config(tmp, config)
         publish_folder(tmp, out)
@@ -264,9 +189,7 @@ def export_onnx(
 
 
 def _blocks(st_model: Any) -> Any:
-    from leanrec.encoders.sbert import _layer_list
-
-    return _layer_list(st_model[0].auto_model)[1]
+    return layer_list(st_model[0].auto_model)[1]
 
 
 def _pooling_mode(st_model: Any) -> str:
@@ -328,7 +251,7 @@ def _export_graph(st_model: Any, pooling: str, path: Path, *, opset: int) -> Non
     args = (example["input_ids"], example["attention_mask"])
     import warnings
 
-    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), _quiet_transformers():
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), quiet_transformers():
         warnings.simplefilter("ignore")  # tracer warnings about python-level asserts
         torch.onnx.export(
             Embed().eval(),
@@ -346,79 +269,6 @@ def _export_graph(st_model: Any, pooling: str, path: Path, *, opset: int) -> Non
             dynamo=False,  # the TorchScript exporter needs no onnxscript and handles BERT
             external_data=False,
         )
-
-
-def int8_scheme_hint(folder: str | os.PathLike[str]) -> str | None:
-    """The int8 scheme a model folder's :data:`EXPORT_HINTS_FILENAME` names, if any."""
-    import json
-
-    try:
-        hint = json.loads((Path(folder) / EXPORT_HINTS_FILENAME).read_text(encoding="utf-8")).get("int8_scheme")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return hint if isinstance(hint, str) else None
-
-
-def _quantize_int8(path: Path, scheme: str = "s8") -> None:
-    """Dynamic int8 quantisation of the weights of ``path``, in place.
-
-    Measured on all-MiniLM-L6-v2 against torch fp32 (14 check texts): one scale per
-    weight tensor gives mean cosine 0.954 (min 0.912); ``per_channel=True`` (one scale
-    per output channel) gives 0.990 (min 0.978) at no runtime cost. Quantising the
-    ``Gather`` (embedding tables) too shrinks the file from 55 to 21 MiB at the same
-    quality (0.990 / 0.983), so we do. ``quant_pre_process`` changed nothing here. That is
-    ``scheme="s8"``, the default.
-
-    The other :data:`INT8_SCHEMES` trade size or speed for fidelity; see
-    ``benchmarks/results/finetune_encoder.md`` for what they measured on fine-tuned MiniLM.
-    The feed-forward MatMuls are found by the names the TorchScript exporter gives BERT
-    blocks (``.../layer.N/intermediate/dense/MatMul``, ``.../layer.N/output/dense/MatMul``).
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    exclude: list[str] = []
-    if scheme in ("s8-ffn-out-fp32", "s8-ffn-fp32"):
-        import onnx
-
-        names = [n.name for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type == "MatMul"]
-        exclude = [n for n in names if "/output/dense/" in n and "/attention/" not in n]
-        if scheme == "s8-ffn-fp32":
-            exclude += [n for n in names if "/intermediate/dense/" in n]
-        if not exclude:
-            raise ValueError(f"int8 scheme {scheme!r}: no feed-forward MatMul found in the graph (BERT-family only)")
-    quantized = path.with_name("model.int8.onnx")
-    with _quiet_root_logging():
-        quantize_dynamic(
-            str(path),
-            str(quantized),
-            weight_type=QuantType.QUInt8 if scheme == "u8" else QuantType.QInt8,
-            per_channel=True,
-            reduce_range=scheme == "s8-reduce-range",
-            op_types_to_quantize=["MatMul", "Gemm", "Gather"],
-            nodes_to_exclude=exclude or None,
-        )
-    os.replace(quantized, path)
-
-
-@contextmanager
-def _quiet_root_logging() -> Iterator[None]:
-    """Keep onnxruntime.quantization's ``logging.warning(...)`` calls silent.
-
-    They go to the *root* logger, and on a process without logging configured the
-    module-level ``logging.warning`` would even call ``basicConfig`` (a global side
-    effect on the caller's application). A temporary level and handler prevent both.
-    """
-    import logging
-
-    root = logging.getLogger()
-    level, handler = root.level, logging.NullHandler()
-    root.addHandler(handler)
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-        root.removeHandler(handler)
 
 
 def _fast_tokenizer(st_model: Any, max_seq_length: int) -> Any:

@@ -63,7 +63,7 @@ def distill_static(
     Built in a temporary folder and renamed into place; ``out_dir`` must not exist or be
     empty. Returns ``out_dir`` as a ``Path``.
     """
-    from leanrec.encoders.sbert import (
+    from leanrec.encoders.sbert_load import (
         check_layers,
         load_sentence_transformer,
         prune_layers,

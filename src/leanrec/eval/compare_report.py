@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .abtest import seed_average
-from .compare import CompareResult
+from .compare_run import CompareResult
 
 
 def columns(alpha: float = 0.05, level: str = "users") -> tuple[str, ...]:

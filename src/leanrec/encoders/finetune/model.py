@@ -22,7 +22,7 @@ def load_trainable(resolved, layers: int | None, *, train_embeddings: bool):
     """The sentence-transformers model of ``resolved``, cut to its first ``layers`` layers
     (None: all), its token embedding table frozen unless ``train_embeddings`` (cheaper
     steps, and tokens of items never seen in training keep their pretrained vectors)."""
-    from leanrec.encoders.sbert import load_sentence_transformer, prune_layers
+    from leanrec.encoders.sbert_load import load_sentence_transformer, prune_layers
 
     st = load_sentence_transformer(resolved)
     if layers is not None:

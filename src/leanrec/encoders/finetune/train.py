@@ -43,7 +43,7 @@ __all__ = ["ONNX_INT8_SCHEME", "Progress", "Validation", "ValidationFactory", "c
 
 #: Share of the nominal number of steps spent warming the learning rate up.
 WARMUP = 0.1
-#: The int8 scheme (:data:`~leanrec.encoders.onnx_export.INT8_SCHEMES`) a fine-tuned folder
+#: The int8 scheme (:data:`~leanrec.encoders.onnx_quantize.INT8_SCHEMES`) a fine-tuned folder
 #: asks its ONNX int8 exports to use (its ``leanrec_export.json``). Measured on the ML-100K
 #: fine-tunes (``benchmarks/results/finetune_encoder.md``): s8 keeps 0.996 of the torch
 #: model's NDCG@10 over each user's last 10 events (95% interval from 0.982) on both
@@ -122,9 +122,9 @@ def train_encoder(dataset, out_dir: str | os.PathLike[str], *, validation: Valid
     """
     import torch
 
-    from leanrec.encoders.onnx_export import EXPORT_HINTS_FILENAME, INT8_SCHEMES
+    from leanrec.encoders.onnx_quantize import EXPORT_HINTS_FILENAME, INT8_SCHEMES
     from leanrec.encoders.resolve import resolve_model, weights_fingerprint
-    from leanrec.encoders.sbert import _quiet_transformers, check_layers, transformer_num_layers
+    from leanrec.encoders.sbert_load import check_layers, quiet_transformers, transformer_num_layers
 
     precision = check_training_precision(precision)
     time_budget_s = check_float("time_budget_s", time_budget_s)
@@ -318,7 +318,7 @@ def train_encoder(dataset, out_dir: str | os.PathLike[str], *, validation: Valid
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        with _quiet_transformers():  # transformers' "Writing model shards" bar: the library never prints
+        with quiet_transformers():  # transformers' "Writing model shards" bar: the library never prints
             st.save(str(tmp))
         (tmp / RECORD_FILENAME).write_text(json.dumps(record, indent=1))
         if onnx_int8_scheme is not None:
