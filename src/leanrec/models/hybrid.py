@@ -25,6 +25,7 @@ class HybridScorer(LiveScorer):
     explain_method = "z-scored EASE + content"
     uses_profile = True
     scores_new_items = True
+    fusable = False
 
     def __init__(self, item_ids, popularity, content: ContentScorer, cf: EASEScorer, weight: float, **kw):
         super().__init__(item_ids, popularity, **kw)

@@ -119,7 +119,7 @@ class LearnedHybridScorer(LiveScorer):
         configs = [(name, part, part._config()) for name, part in self.parts]
         spec = None
         for name, part, config in configs:
-            if not getattr(part, "fusable", True):
+            if not part.fusable:
                 what = type(part).__name__.removesuffix("Scorer")
                 raise ValueError(f"learned hybrid component {name!r}: cannot save a {what} inside a learned hybrid "
                                  "(a fused model is never a component)")

@@ -162,6 +162,8 @@ class LiveScorer:
     by_query: ClassVar[bool] = False
     #: an item the model never trained on gets a real score (from its text)
     scores_new_items: ClassVar[bool] = False
+    #: a learned hybrid may fuse it (a fused model itself is never a component)
+    fusable: ClassVar[bool] = True
 
     def __init__(self, item_ids, popularity: np.ndarray, *, temperature: float = 1.0, encoder: dict | None = None,
                  half_life: float | None = None, meta: dict | None = None):

@@ -42,7 +42,7 @@ for _cls in (PopularScorer, EASEScorer, ContentScorer, HybridScorer, SequentialS
 
 def kinds(*, component: bool = False) -> tuple[str, ...]:
     """The registered kinds (``component``: those a learned hybrid may fuse)."""
-    return tuple(k for k, c in SCORERS.items() if not component or getattr(c, "fusable", True))
+    return tuple(k for k, c in SCORERS.items() if not component or c.fusable)
 
 
 def save_model(model, folder: str | os.PathLike, *, name: str | None = None, extra: dict | None = None) -> Path:
