@@ -94,7 +94,7 @@ class Recommender(BaseEstimator):
 
     def _users(self, rows: np.ndarray) -> list:
         """The training histories of ``rows`` as the scorer's users."""
-        ids = np.asarray(self.catalogue_.ids, dtype=object)
+        ids = self.catalogue_.id_array
         return [LiveUser.from_sequence(ids[self.history_.sequences[r]]) for r in rows]
 
     def _score(self, rows: np.ndarray) -> np.ndarray:

@@ -86,6 +86,7 @@ class ItemCatalogue:
 
     def __init__(self, ids, vectors: np.ndarray | None = None, counts: np.ndarray | None = None):
         self.ids = [str(i) for i in ids]
+        self.id_array = np.asarray(self.ids, dtype=object)  # ids by position, for fancy indexing
         self.pos = {i: k for k, i in enumerate(self.ids)}
         self._V = vectors
         self.counts = np.zeros(len(self.ids)) if counts is None else np.asarray(counts, np.float64)
