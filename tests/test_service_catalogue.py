@@ -84,7 +84,7 @@ def test_selective_filters_and_inverted_index_follow_changes():
 def test_exact_search_gathers_a_selective_filter_with_the_same_answer(monkeypatch):
     """Exact mode scores only a small filter's rows (gathered) instead of masking a full
     mat-vec: the same top-k either way; ``filter_size`` bounds the mask without building it."""
-    from leanrec.service import catalogue as catalogue_module
+    from leanrec.vectors import topk as topk_module
 
     cat = _fill("exact")
     for k in range(0, 3000, 5):
@@ -97,8 +97,8 @@ def test_exact_search_gathers_a_selective_filter_with_the_same_answer(monkeypatc
         answers = []
         # always gather (in blocks of 7 rows, and of 2048); never gather (n // 10**9 == 0)
         for share, block in ((1, 7), (1, 2048), (10**9, 2048)):
-            monkeypatch.setattr(catalogue_module, "GATHER_SHARE", share)
-            monkeypatch.setattr(catalogue_module, "GATHER_BLOCK", block)
+            monkeypatch.setattr(topk_module, "GATHER_SHARE", share)
+            monkeypatch.setattr(topk_module, "GATHER_BLOCK", block)
             answers.append(cat.search(cat.vector("i7"), 20, exclude=seen, mask=mask))
         (pa, sa), *others = answers
         assert len(pa) == min(20, int(cat.allowed(seen, mask).sum()))

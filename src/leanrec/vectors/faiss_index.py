@@ -3,7 +3,9 @@
 faiss is imported when an index is built or loaded, not when leanrec is. These classes
 keep faiss' own structures (saved with ``write_index``, measured with
 ``serialize_index``) and add what :class:`~leanrec.vectors.index.VectorIndex` promises on
-top: input checks, ``-1``/``-inf`` padding, ties by position and ``exclude`` filtering.
+top: input checks, ``-1``/``-inf`` padding, ties by position, ``exclude``/``allowed``
+filtering and tombstones (faiss indexes cannot delete from a graph; removed items stay in it
+for navigation and are filtered out).
 Search-time knobs (``ef_search``, ``nprobe``) are read at every search, so they can be
 changed after ``build`` (``index.ef_search = 128``) without rebuilding.
 """
@@ -15,7 +17,14 @@ import math
 import numpy as np
 
 from ._base import check_choice, check_positive_int
-from .index import _BaseIndex, sort_results
+from .index import _BaseIndex
+from .topk import scan_rows, sort_results, top_k
+
+# An HNSW walk restricted to few allowed items degrades (most neighbours are filtered out, the
+# beam runs dry): below max(SCAN_BELOW, n_items // SCAN_SHARE) allowed items (~2% of the items)
+# an exact scan of those items answers instead, at a cost that is the size of the answer.
+SCAN_BELOW = 2000
+SCAN_SHARE = 50
 
 __all__ = ["HNSWIndex", "IVFPQIndex", "auto_nlist"]
 
@@ -102,6 +111,91 @@ class HNSWIndex(_FaissIndex):
 
     def _prepare_search(self, fetch):
         self.index_.hnsw.efSearch = max(check_positive_int(self.ef_search, "ef_search"), fetch)
+
+    # -- filtered search: a bitmap of the allowed positions inside faiss' walk --------------
+    def _search(self, queries, k, excl, allowed):
+        """Nothing to filter: faiss' batch search. Only exclusions, several queries: the
+        over-fetch of :class:`~leanrec.vectors.index._BaseIndex` (faiss searches the batch in
+        parallel). Otherwise (a filter, tombstones, or one query with exclusions, as the
+        service asks): each query walks the graph restricted by a bitmap of its allowed
+        positions (faiss ``IDSelectorBitmap``), so deletions, seen items and filters cost no
+        over-fetching; very selective ones are scanned exactly (:data:`SCAN_BELOW`)."""
+        has_ex = excl is not None and any(len(e) for e in excl)
+        if allowed is None and self._n_dead == 0 and (not has_ex or len(queries) > 1):
+            return super()._search(queries, k, excl if has_ex else None, None)
+        return self._search_selected(queries, k, excl if has_ex else None, allowed)
+
+    def _live_bits(self) -> np.ndarray:
+        """The packed bitmap (``bitorder="little"``, faiss' layout) of the live positions,
+        cached until the next add or removal: a search copies it (n/8 bytes) and clears its
+        excluded bits, with no pass over n booleans."""
+        cached = getattr(self, "_bits", None)
+        if cached is None or cached[0] != self._changes:
+            cached = self._bits = (self._changes, np.packbits(self.alive, bitorder="little"))
+        return cached[1]
+
+    def _search_selected(self, queries, k, excl, allowed):
+        n = self.n_items
+        ok = self._allowed_mask(allowed) if allowed is not None else None
+        base = self._live_bits() if ok is None else None
+        scan_below = max(SCAN_BELOW, n // SCAN_SHARE)
+        out_p = np.full((len(queries), k), -1, np.int64)
+        out_s = np.full((len(queries), k), -np.inf, np.float32)
+        for i, q in enumerate(queries):
+            ex = None if excl is None or not len(excl[i]) else excl[i]
+            rows = None
+            if ok is None:  # the hot path: the cached live bitmap, the excluded bits cleared
+                bitmap, n_ok = base, self.n_alive
+                if ex is not None:
+                    ex = np.unique(ex)
+                    if self._n_dead:
+                        ex = ex[self._live[ex]]
+                    n_ok -= len(ex)
+                    bitmap = base.copy()
+                    np.bitwise_and.at(bitmap, ex >> 3, ~np.left_shift(1, ex & 7).astype(np.uint8))
+                kk = min(k, n_ok)
+                if 0 < kk and n_ok < scan_below:
+                    rows = np.flatnonzero(np.unpackbits(bitmap, count=n, bitorder="little"))
+            else:
+                oki = ok
+                if ex is not None:
+                    oki = ok.copy()
+                    oki[ex] = False
+                n_ok = int(np.count_nonzero(oki))
+                kk = min(k, n_ok)
+                if 0 < kk and n_ok < scan_below:
+                    rows = np.flatnonzero(oki)
+                else:
+                    bitmap = np.packbits(oki, bitorder="little")
+            if kk <= 0:
+                continue
+            pos, sc = self._scan(rows, q, kk) if rows is not None else self._walk(q, kk, bitmap)
+            out_p[i, :len(pos)], out_s[i, :len(sc)] = pos, sc
+        return out_p, out_s
+
+    def _walk(self, q: np.ndarray, k: int, bitmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """faiss' HNSW search over the positions whose bit is set, ``efSearch >= k``."""
+        import faiss
+
+        params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(self.n_items, faiss.swig_ptr(bitmap)),
+                                            efSearch=max(check_positive_int(self.ef_search, "ef_search"), k))
+        D, I = self.index_.search(q[None, :], k, params=params)
+        found = I[0] >= 0
+        pos, sc = I[0][found].astype(np.int64), D[0][found].astype(np.float32)
+        order = np.lexsort((pos, -sc))  # ties by position, as every index orders them
+        return pos[order], sc[order]
+
+    def _scan(self, rows: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over ``rows`` (ascending) from the graph's own vectors: read in place
+        from float32 storage (no copy), decoded row by row from sq8/fp16 storage."""
+        import faiss
+
+        if self.storage == "flat":
+            n, d = self.n_items, self.dim_
+            xb = faiss.rev_swig_ptr(faiss.downcast_index(self.index_.storage).get_xb(), n * d).reshape(n, d)
+            return scan_rows(xb, rows, q, k)
+        vectors = self.index_.reconstruct_batch(rows)
+        return top_k(vectors @ q, rows, k)
 
 
 def auto_nlist(n: int) -> int:
