@@ -177,13 +177,16 @@ class HNSWIndex(_FaissIndex):
         """faiss' HNSW search over the positions whose bit is set, ``efSearch >= k``."""
         import faiss
 
-        params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(self.n_items, faiss.swig_ptr(bitmap)),
+        index = self.index_
+        params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(index.ntotal, faiss.swig_ptr(bitmap)),
                                             efSearch=max(check_positive_int(self.ef_search, "ef_search"), k))
-        D, I = self.index_.search(q[None, :], k, params=params)
+        D, I = index.search(q[None, :], k, params=params)
         found = I[0] >= 0
         pos, sc = I[0][found].astype(np.int64), D[0][found].astype(np.float32)
-        order = np.lexsort((pos, -sc))  # ties by position, as every index orders them
-        return pos[order], sc[order]
+        if len(sc) > 1 and (sc[1:] == sc[:-1]).any():  # faiss sorts by score; ties go by position
+            order = np.lexsort((pos, -sc))
+            pos, sc = pos[order], sc[order]
+        return pos, sc
 
     def _scan(self, rows: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k over ``rows`` (ascending) from the graph's own vectors: read in place
