@@ -238,6 +238,34 @@ def test_index_allowed_bitmap(spec, data, built):  # noqa: F811
 
 
 @pytest.mark.parametrize("spec", ALL)
+def test_search_one_is_a_row_of_search(spec, data, built):  # noqa: F811
+    """``search_one`` (the service's request) answers what ``search`` answers for that row,
+    without the padding, with exclusions and filters, and refuses bad input clearly."""
+    rng = np.random.default_rng(11)
+    allowed = rng.random(N) < 0.5
+    few = np.zeros(N, bool)
+    few[rng.choice(N, 4, replace=False)] = True
+    for i in range(0, NQ, 17):
+        for ex, ok in ((None, None), (data["exclude"][i], None), (data["exclude"][i], allowed), (None, few)):
+            p1, s1 = built.search_one(data["q"][i], K, exclude=ex, allowed=ok)
+            p, s = built.search(data["q"][i:i + 1], K, exclude=None if ex is None else [ex], allowed=ok)
+            keep = p[0] >= 0
+            assert p1.dtype == np.int64 and s1.dtype == np.float32
+            np.testing.assert_array_equal(p1, p[0][keep])
+            np.testing.assert_allclose(s1, s[0][keep], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="dimensions"):
+        built.search_one(data["q"][0][:10], K)
+    with pytest.raises(ValueError, match="k must be"):
+        built.search_one(data["q"][0], 0)
+    with pytest.raises(ValueError, match="NaN"):
+        built.search_one(np.full(D, np.nan, np.float32), K)
+    with pytest.raises(ValueError, match="exclude"):
+        built.search_one(data["q"][0], K, exclude=np.array([N]))
+    with pytest.raises(ValueError, match="allowed must be a bool array"):
+        built.search_one(data["q"][0], K, allowed=np.ones(3, bool))
+
+
+@pytest.mark.parametrize("spec", ALL)
 def test_index_remove_keeps_removed_items_out(spec, data, request):
     """Tombstones never come back (alone, with exclusions, with a filter, after adds), keep
     their positions, and leave the exact answer over the rest."""

@@ -269,14 +269,11 @@ class Catalogue:
                mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k positions and inner-product scores, skipping tombstones, ``exclude``
         (positions) and items outside ``mask``; fewer than k when fewer are allowed.
-        One query of :meth:`VectorIndex.search <leanrec.vectors.index.VectorIndex.search>`
-        on :attr:`index`, its padding dropped."""
+        :meth:`VectorIndex.search_one <leanrec.vectors.index.VectorIndex.search_one>` on
+        :attr:`index`."""
         if self.n == 0 or k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        q = np.ascontiguousarray(query, np.float32).reshape(1, self.dim)
-        pos, scores = self.index.search(q, k, exclude=None if exclude is None else [exclude], allowed=mask)
-        found = pos[0] >= 0
-        return pos[0][found], scores[0][found]
+        return self.index.search_one(query, k, exclude=exclude, allowed=mask)
 
     def full_scores(self, query: np.ndarray) -> np.ndarray:
         """⟨q, V_i⟩ for every position (tombstones included; callers mask them)."""

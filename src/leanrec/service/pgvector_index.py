@@ -48,6 +48,8 @@ import numpy as np
 from sqlalchemy import Float, Integer, String, all_, any_, bindparam, literal, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from ..vectors._base import check_matrix, check_positive_int
+from ..vectors.index import check_allowed, check_exclude
 from .schema import items
 from .store import Store, StoreError
 
@@ -312,8 +314,6 @@ class PgVectorPositionIndex:
     def build(self, vectors) -> "PgVectorPositionIndex":
         """Write ``vectors`` as items at positions ``0..n-1`` (items from an earlier build are
         deleted), then make sure the table's ANN index exists; returns self."""
-        from ..vectors._base import check_matrix
-
         self._check_owner("build")
         vectors = check_matrix(vectors, "vectors", dim=self.dim)
         self.remove(np.arange(self.n_items))
@@ -323,8 +323,6 @@ class PgVectorPositionIndex:
         return self
 
     def add(self, vectors) -> "PgVectorPositionIndex":
-        from ..vectors._base import check_matrix
-
         self._check_owner("add")
         vectors = check_matrix(vectors, "vectors", dim=self.dim, allow_empty=True)
         if len(vectors):
@@ -359,12 +357,16 @@ class PgVectorPositionIndex:
                                   "PgVectorIndex(store, encoder_id, dim) instead of saving it")
 
     # -- search --------------------------------------------------------------------------------
+    def search_one(self, query, k: int, *, exclude=None, allowed=None) -> tuple[np.ndarray, np.ndarray]:
+        """One query's row of :meth:`search`, without its padding."""
+        pos, sc = self.search(np.asarray(query, np.float32).reshape(1, -1), k,
+                              exclude=None if exclude is None else [exclude], allowed=allowed)
+        keep = pos[0] >= 0
+        return pos[0][keep], sc[0][keep]
+
     def search(self, queries, k: int, *, exclude=None, allowed=None) -> tuple[np.ndarray, np.ndarray]:
         """The protocol's search: one SQL query per query row (:meth:`PgVectorIndex.search_ids`,
         exact fall-back included, so a short row means fewer items are allowed)."""
-        from ..vectors._base import check_matrix, check_positive_int
-        from ..vectors.index import check_allowed, check_exclude
-
         k = check_positive_int(k, "k")
         queries = check_matrix(queries, "queries", dim=self.dim, allow_empty=True)
         n = self.n_items

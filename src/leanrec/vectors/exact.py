@@ -156,15 +156,34 @@ class ExactIndex(_BaseIndex):
             out_p[q0:q0 + cq], out_s[q0:q0 + cq] = sort_results(best_p, best_s)
         return out_p, out_s
 
-    def _search_one(self, q: np.ndarray, k: int, ex: np.ndarray | None, allowed: np.ndarray | None):
+    def search_one(self, query, k: int, *, exclude=None, allowed=None):
+        """:meth:`~leanrec.vectors.index._BaseIndex.search_one` straight on the kernels
+        (float vectors; with a codec, through :meth:`search`)."""
+        self._check_built()
+        if self.codec_ is not None:
+            return super().search_one(query, k, exclude=exclude, allowed=allowed)
+        q, k = self._check_one(query, k, allowed)
+        ex = None
+        if exclude is not None and len(exclude):
+            ex = np.asarray(exclude)
+            if ex.dtype.kind not in "iu" or ex.min() < 0 or ex.max() >= self._n:
+                raise ValueError(f"exclude must hold integer positions in 0..{self._n - 1}")
+        return self._top_one(q, k, ex, allowed)
+
+    def _top_one(self, q: np.ndarray, k: int, ex: np.ndarray | None, allowed: np.ndarray | None):
         """One query over float vectors, on :func:`~leanrec.vectors.topk.masked_top`: the
-        same answer as the batch loop, at the cost the service's requests were tuned on."""
+        same answer as the batch loop, at the cost the service's requests were tuned on;
+        unpadded."""
         ok = self._allowed_mask(allowed)
         if ex is not None and len(ex):
             if ok is None:
                 ok = np.ones(self._n, bool)
             ok[ex] = False
-        pos, sc = masked_top(self.data_, q, ok, k, may_gather=allowed is not None)
+        return masked_top(self.data_, q, ok, k, may_gather=allowed is not None)
+
+    def _search_one(self, q: np.ndarray, k: int, ex: np.ndarray | None, allowed: np.ndarray | None):
+        """:meth:`_top_one`, padded as :meth:`search` returns rows."""
+        pos, sc = self._top_one(q, k, ex, allowed)
         out_p = np.full((1, k), -1, np.int64)
         out_s = np.full((1, k), -np.inf, np.float32)
         out_p[0, :len(pos)], out_s[0, :len(sc)] = pos, sc

@@ -135,43 +135,60 @@ class HNSWIndex(_FaissIndex):
         return cached[1]
 
     def _search_selected(self, queries, k, excl, allowed):
-        n = self.n_items
         ok = self._allowed_mask(allowed) if allowed is not None else None
-        base = self._live_bits() if ok is None else None
-        scan_below = max(SCAN_BELOW, n // SCAN_SHARE)
         out_p = np.full((len(queries), k), -1, np.int64)
         out_s = np.full((len(queries), k), -np.inf, np.float32)
         for i, q in enumerate(queries):
-            ex = None if excl is None or not len(excl[i]) else excl[i]
-            rows = None
-            if ok is None:  # the hot path: the cached live bitmap, the excluded bits cleared
-                bitmap, n_ok = base, self.n_alive
-                if ex is not None:
-                    ex = np.unique(ex)
-                    if self._n_dead:
-                        ex = ex[self._live[ex]]
-                    n_ok -= len(ex)
-                    bitmap = base.copy()
-                    np.bitwise_and.at(bitmap, ex >> 3, ~np.left_shift(1, ex & 7).astype(np.uint8))
-                kk = min(k, n_ok)
-                if 0 < kk and n_ok < scan_below:
-                    rows = np.flatnonzero(np.unpackbits(bitmap, count=n, bitorder="little"))
-            else:
-                oki = ok
-                if ex is not None:
-                    oki = ok.copy()
-                    oki[ex] = False
-                n_ok = int(np.count_nonzero(oki))
-                kk = min(k, n_ok)
-                if 0 < kk and n_ok < scan_below:
-                    rows = np.flatnonzero(oki)
-                else:
-                    bitmap = np.packbits(oki, bitorder="little")
-            if kk <= 0:
-                continue
-            pos, sc = self._scan(rows, q, kk) if rows is not None else self._walk(q, kk, bitmap)
+            ex = None if excl is None or not len(excl[i]) else np.unique(excl[i])
+            pos, sc = self._select_one(q, k, ex, ok, ok_is_mine=False)
             out_p[i, :len(pos)], out_s[i, :len(sc)] = pos, sc
         return out_p, out_s
+
+    def search_one(self, query, k: int, *, exclude=None, allowed=None):
+        """:meth:`~leanrec.vectors.index._BaseIndex.search_one` on the bitmap walk directly:
+        the service's hot path, with the same numpy work as before it had a protocol."""
+        q, k = self._check_one(query, k, allowed)
+        ex = None
+        if exclude is not None and len(exclude):
+            ex = np.unique(np.asarray(exclude))
+            if ex.dtype.kind not in "iu" or ex[0] < 0 or ex[-1] >= self.index_.ntotal:
+                raise ValueError(f"exclude must hold integer positions in 0..{self.index_.ntotal - 1}")
+        if allowed is None and ex is None and self._n_dead == 0:
+            return super().search_one(q, k)  # nothing to filter: faiss' plain search
+        ok = self._allowed_mask(allowed) if allowed is not None else None
+        return self._select_one(q, k, ex, ok, ok_is_mine=True)
+
+    def _select_one(self, q: np.ndarray, k: int, ex: np.ndarray | None, ok: np.ndarray | None,
+                    ok_is_mine: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``min(k, allowed)`` of one query, unpadded. ``ex``: unique excluded positions
+        or None; ``ok``: ``alive & allowed`` or None (no filter), changed in place only when
+        ``ok_is_mine``."""
+        n = self.index_.ntotal
+        scan_below = max(SCAN_BELOW, n // SCAN_SHARE)
+        if ok is None:  # the hot path: the cached live bitmap, the excluded bits cleared
+            bitmap, n_ok = self._live_bits(), n - self._n_dead
+            if ex is not None:
+                if self._n_dead:
+                    ex = ex[self._live[ex]]
+                n_ok -= len(ex)
+                bitmap = bitmap.copy()
+                np.bitwise_and.at(bitmap, ex >> 3, ~np.left_shift(1, ex & 7).astype(np.uint8))
+            k = min(k, n_ok)
+            if k <= 0:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            if n_ok < scan_below:
+                return self._scan(np.flatnonzero(np.unpackbits(bitmap, count=n, bitorder="little")), q, k)
+            return self._walk(q, k, bitmap)
+        if ex is not None:
+            ok = ok if ok_is_mine else ok.copy()
+            ok[ex] = False
+        n_ok = int(np.count_nonzero(ok))
+        k = min(k, n_ok)
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if n_ok < scan_below:
+            return self._scan(np.flatnonzero(ok), q, k)
+        return self._walk(q, k, np.packbits(ok, bitorder="little"))
 
     def _walk(self, q: np.ndarray, k: int, bitmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """faiss' HNSW search over the positions whose bit is set, ``efSearch >= k``."""
@@ -179,11 +196,12 @@ class HNSWIndex(_FaissIndex):
 
         index = self.index_
         params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(index.ntotal, faiss.swig_ptr(bitmap)),
-                                            efSearch=max(check_positive_int(self.ef_search, "ef_search"), k))
+                                            efSearch=max(int(self.ef_search), k))
         D, I = index.search(q[None, :], k, params=params)
         found = I[0] >= 0
         pos, sc = I[0][found].astype(np.int64), D[0][found].astype(np.float32)
-        if len(sc) > 1 and (sc[1:] == sc[:-1]).any():  # faiss sorts by score; ties go by position
+        s = sc.tolist()  # k numbers: a list compare is cheaper than numpy calls at this size
+        if any(a == b for a, b in zip(s, s[1:])):  # faiss sorts by score; ties go by position
             order = np.lexsort((pos, -sc))
             pos, sc = pos[order], sc[order]
         return pos, sc

@@ -15,7 +15,9 @@ measure what it costs in recall:
   position. ``exclude[i]`` (a user's seen items) are never returned for query ``i``;
   ``allowed`` (``bool[n_items]``, a filter shared by all queries) keeps out every position
   where it is False. When fewer than ``k`` items remain, the row is padded with position
-  ``-1`` and score ``-inf``;
+  ``-1`` and score ``-inf``. ``search_one(query, k, *, exclude=None, allowed=None)`` is one
+  such row without its padding: the service's request, answered by the exact and HNSW
+  indexes on their kernels with no per-call overhead beyond cheap checks;
 * ``n_items``, ``nbytes`` (measured: the arrays' or the faiss serialisation's size),
   ``name`` (a :func:`~leanrec.vectors.factory.make_index` spec) and ``config``;
   ``save(folder)`` / ``Class.load(folder)`` or :func:`~leanrec.vectors.factory.load_index`.
@@ -30,6 +32,7 @@ is what the service's single-query searches run.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,6 +75,8 @@ class VectorIndex(Protocol):
     def remove(self, positions: Sequence[int] | np.ndarray) -> "VectorIndex": ...
     def search(self, queries: np.ndarray, k: int, *, exclude: Sequence[Any] | None = None,
                allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+    def search_one(self, query: np.ndarray, k: int, *, exclude: np.ndarray | None = None,
+                   allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
     def save(self, folder: str | os.PathLike) -> Path: ...
 
 
@@ -177,10 +182,13 @@ class _BaseIndex(Params):
 
     @property
     def alive(self) -> np.ndarray:
-        """``bool[n_items]``: True where not removed (a view while anything was removed; do
-        not write to it)."""
+        """``bool[n_items]``: True where not removed. A view of the tombstone buffer (made
+        here if no removal made it yet, so that a caller asking on every request, as the
+        service does, gets a view rather than a fresh array); do not write to it."""
         n = self.n_items
-        return self._live[:n] if self._live is not None else np.ones(n, bool)
+        if self._live is None:
+            self._live = np.ones(n, bool)
+        return self._live[:n]
 
     def _allowed_mask(self, allowed: np.ndarray | None) -> np.ndarray | None:
         """``alive & allowed`` as a fresh array, or None when every position is allowed."""
@@ -209,6 +217,31 @@ class _BaseIndex(Params):
         if len(queries) == 0:
             return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
         return self._search(queries, k, excl, allowed)
+
+    def search_one(self, query, k: int, *, exclude=None, allowed=None) -> tuple[np.ndarray, np.ndarray]:
+        """One query ``[d]``, its exclusions as one position array: the best ``min(k,
+        allowed items)`` as ``(positions int64[m], scores float32[m])``, no padding; the same
+        answer as row 0 of :meth:`search`. This is the service's request: the exact and HNSW
+        indexes answer it on their kernels, with only the checks that cost no pass over the
+        data (a request's cost was measured in tens of microseconds before the protocol)."""
+        q = np.asarray(query, np.float32).reshape(1, -1)
+        pos, sc = self.search(q, k, exclude=None if exclude is None else [exclude], allowed=allowed)
+        keep = pos[0] >= 0
+        return pos[0][keep], sc[0][keep]
+
+    def _check_one(self, query, k, allowed) -> tuple[np.ndarray, int]:
+        """:meth:`search_one`'s checks: built, ``k``, the query's width and finiteness (its
+        sum: one pass over d numbers), ``allowed``'s shape. Returns (float32 query [d], k)."""
+        self._check_built()
+        k = check_positive_int(k, "k")
+        q = np.ascontiguousarray(query, np.float32).reshape(-1)
+        if len(q) != self.dim_:
+            raise ValueError(f"query has {len(q)} dimensions, expected {self.dim_}")
+        if not math.isfinite(float(q.sum())):
+            raise ValueError("query contains NaN or infinite values")
+        if allowed is not None:
+            check_allowed(allowed, self.n_items)
+        return q, k
 
     def _search(self, queries: np.ndarray, k: int, excl: list[np.ndarray] | None,
                 allowed: np.ndarray | None):
