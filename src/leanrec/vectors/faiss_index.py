@@ -148,21 +148,28 @@ class HNSWIndex(_FaissIndex):
         """:meth:`~leanrec.vectors.index._BaseIndex.search_one` on the bitmap walk directly:
         the service's hot path, with the same numpy work as before it had a protocol."""
         q, k = self._check_one(query, k, allowed)
-        ex = None
+        n, ex = self.index_.ntotal, None
         if exclude is not None and len(exclude):
-            ex = np.unique(np.asarray(exclude))
-            if ex.dtype.kind not in "iu" or ex[0] < 0 or ex[-1] >= self.index_.ntotal:
-                raise ValueError(f"exclude must hold integer positions in 0..{self.index_.ntotal - 1}")
-        if allowed is None and ex is None and self._n_dead == 0:
+            ex = np.asarray(exclude)
+            if ex.dtype.kind not in "iu":
+                raise ValueError(f"exclude must hold integer positions, got {ex.dtype}")
+        if allowed is not None:  # a filter: the excluded are cleared in the mask, repeats or not
+            if ex is not None and (ex.min() < 0 or ex.max() >= n):
+                raise ValueError(f"exclude must hold positions in 0..{n - 1}")
+            return self._select_one(q, k, ex, self._allowed_mask(allowed), ok_is_mine=True)
+        if ex is None and self._n_dead == 0:
             return super().search_one(q, k)  # nothing to filter: faiss' plain search
-        ok = self._allowed_mask(allowed) if allowed is not None else None
-        return self._select_one(q, k, ex, ok, ok_is_mine=True)
+        if ex is not None:  # the bitmap's count needs them unique; sorted, the range is free
+            ex = np.unique(ex)
+            if ex[0] < 0 or ex[-1] >= n:
+                raise ValueError(f"exclude must hold positions in 0..{n - 1}")
+        return self._select_one(q, k, ex, None, ok_is_mine=True)
 
     def _select_one(self, q: np.ndarray, k: int, ex: np.ndarray | None, ok: np.ndarray | None,
                     ok_is_mine: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``min(k, allowed)`` of one query, unpadded. ``ex``: unique excluded positions
-        or None; ``ok``: ``alive & allowed`` or None (no filter), changed in place only when
-        ``ok_is_mine``."""
+        """Top ``min(k, allowed)`` of one query, unpadded. ``ex``: excluded positions or None
+        (unique when ``ok`` is None); ``ok``: ``alive & allowed`` or None (no filter), changed
+        in place only when ``ok_is_mine``."""
         n = self.index_.ntotal
         scan_below = max(SCAN_BELOW, n // SCAN_SHARE)
         if ok is None:  # the hot path: the cached live bitmap, the excluded bits cleared
