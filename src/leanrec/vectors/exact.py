@@ -16,6 +16,16 @@ from .topk import masked_top, sort_results, topk_columns
 __all__ = ["ExactIndex"]
 
 
+def _zeros_like(rows: np.ndarray, n: int) -> np.ndarray:
+    """A buffer for ``n`` rows shaped like ``rows``, allocated as the service's catalogue
+    always allocated its matrix (``np.zeros``, i.e. calloc): gathering a filter's scattered
+    rows (5% of 100k × 64) from a ``copy``-allocated matrix measured 1.5x (p25) to 2.5x
+    (median) slower than from the catalogue's, the same kernel on both (their page backing,
+    most likely); with ``np.zeros`` both measure the same, and the service's selective
+    filters gather."""
+    return np.zeros((n,) + rows.shape[1:], rows.dtype)
+
+
 class ExactIndex(_BaseIndex):
     """Brute-force inner product, optionally over compressed codes: the reference.
 
@@ -82,7 +92,11 @@ class ExactIndex(_BaseIndex):
     def _build(self, vectors):
         if self.codec is None:
             self.codec_ = None
-            self.data_ = vectors if getattr(self, "_adopting", False) else vectors.copy()
+            if getattr(self, "_adopting", False):
+                self.data_ = vectors
+            else:
+                self.data_ = _zeros_like(vectors, len(vectors))
+                self._buf[:] = vectors
             return
         codec = copy.deepcopy(self._make_codec())
         try:
@@ -101,7 +115,7 @@ class ExactIndex(_BaseIndex):
         buf, n = self._buf, self._n
         need = n + len(new)
         if need > len(buf) or not buf.flags.writeable:  # grow by doubling (a loaded mmap: copy once)
-            grown = np.empty((max(need, 2 * len(buf)),) + buf.shape[1:], buf.dtype)
+            grown = _zeros_like(buf, max(need, 2 * len(buf)))
             grown[:n] = buf[:n]
             self._buf = buf = grown
         buf[n:need] = new
