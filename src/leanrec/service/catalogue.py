@@ -38,7 +38,7 @@ from ..vectors.exact import ExactIndex
 from ..vectors.factory import load_index
 from ..vectors.faiss_index import HNSWIndex
 from ..vectors.index import VectorIndex
-from ..vectors.topk import top_k as _top  # the service ranks its non-content models with it too
+from ..vectors.topk import top_k as _top  # noqa: F401 (service/core ranks its other models with it)
 
 META = "catalogue.json"
 POSTING_CACHE = 256  # filter keys whose position arrays are kept between changes

@@ -156,21 +156,22 @@ class HNSWIndex(_FaissIndex):
         if allowed is not None:  # a filter: the excluded are cleared in the mask, repeats or not
             if ex is not None and (ex.min() < 0 or ex.max() >= n):
                 raise ValueError(f"exclude must hold positions in 0..{n - 1}")
-            return self._select_one(q, k, ex, self._allowed_mask(allowed), ok_is_mine=True)
+            return self._select_one(q, k, ex, self._allowed_mask(allowed), ok_is_mine=True, n=n)
         if ex is None and self._n_dead == 0:
             return super().search_one(q, k)  # nothing to filter: faiss' plain search
         if ex is not None:  # the bitmap's count needs them unique; sorted, the range is free
             ex = np.unique(ex)
             if ex[0] < 0 or ex[-1] >= n:
                 raise ValueError(f"exclude must hold positions in 0..{n - 1}")
-        return self._select_one(q, k, ex, None, ok_is_mine=True)
+        return self._select_one(q, k, ex, None, ok_is_mine=True, n=n)
 
     def _select_one(self, q: np.ndarray, k: int, ex: np.ndarray | None, ok: np.ndarray | None,
-                    ok_is_mine: bool) -> tuple[np.ndarray, np.ndarray]:
+                    ok_is_mine: bool, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top ``min(k, allowed)`` of one query, unpadded. ``ex``: excluded positions or None
         (unique when ``ok`` is None); ``ok``: ``alive & allowed`` or None (no filter), changed
-        in place only when ``ok_is_mine``."""
-        n = self.index_.ntotal
+        in place only when ``ok_is_mine``. ``n``: ``n_items`` if the caller has read it (each
+        read is a call into faiss)."""
+        n = self.index_.ntotal if n is None else n
         scan_below = max(SCAN_BELOW, n // SCAN_SHARE)
         if ok is None:  # the hot path: the cached live bitmap, the excluded bits cleared
             bitmap, n_ok = self._live_bits(), n - self._n_dead
@@ -185,7 +186,7 @@ class HNSWIndex(_FaissIndex):
                 return np.zeros(0, np.int64), np.zeros(0, np.float32)
             if n_ok < scan_below:
                 return self._scan(np.flatnonzero(np.unpackbits(bitmap, count=n, bitorder="little")), q, k)
-            return self._walk(q, k, bitmap)
+            return self._walk(q, k, bitmap, n)
         if ex is not None:
             ok = ok if ok_is_mine else ok.copy()
             ok[ex] = False
@@ -195,16 +196,15 @@ class HNSWIndex(_FaissIndex):
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         if n_ok < scan_below:
             return self._scan(np.flatnonzero(ok), q, k)
-        return self._walk(q, k, np.packbits(ok, bitorder="little"))
+        return self._walk(q, k, np.packbits(ok, bitorder="little"), n)
 
-    def _walk(self, q: np.ndarray, k: int, bitmap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _walk(self, q: np.ndarray, k: int, bitmap: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """faiss' HNSW search over the positions whose bit is set, ``efSearch >= k``."""
         import faiss
 
-        index = self.index_
-        params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(index.ntotal, faiss.swig_ptr(bitmap)),
+        params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)),
                                             efSearch=max(int(self.ef_search), k))
-        D, I = index.search(q[None, :], k, params=params)
+        D, I = self.index_.search(q[None, :], k, params=params)
         found = I[0] >= 0
         pos, sc = I[0][found].astype(np.int64), D[0][found].astype(np.float32)
         s = sc.tolist()  # k numbers: a list compare is cheaper than numpy calls at this size
