@@ -234,10 +234,12 @@ class _BaseIndex(Params):
         sum: one pass over d numbers), ``allowed``'s shape. Returns (float32 query [d], k)."""
         self._check_built()
         k = check_positive_int(k, "k")
-        q = np.ascontiguousarray(query, np.float32).reshape(-1)
+        if type(query) is not np.ndarray or query.dtype != np.float32:
+            query = np.asarray(query, np.float32)
+        q = query.reshape(-1)  # a view of a contiguous query, else a contiguous copy
         if len(q) != self.dim_:
             raise ValueError(f"query has {len(q)} dimensions, expected {self.dim_}")
-        if not math.isfinite(float(q.sum())):
+        if not math.isfinite(q.sum()):
             raise ValueError("query contains NaN or infinite values")
         if allowed is not None:
             check_allowed(allowed, self.n_items)
