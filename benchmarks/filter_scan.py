@@ -30,8 +30,8 @@ OUT = Path(__file__).parent / "results"
 
 def main() -> None:
     from leanrec.cost.plan import parse_count
-    from leanrec.service import catalogue as catalogue_module
     from leanrec.service.catalogue import Catalogue
+    from leanrec.vectors import topk as topk_module  # GATHER_SHARE's home: the exact index's kernels
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--items", default="1M")
@@ -49,7 +49,7 @@ def main() -> None:
     q = rng.standard_normal(d).astype(np.float32)
     q /= np.linalg.norm(q)
     rows = []
-    saved = catalogue_module.GATHER_SHARE
+    saved = topk_module.GATHER_SHARE
     try:
         for size in sorted({s for s in (1_000, 5_000, 25_000, 100_000, 250_000, 500_000) if s < n} | {n // 2}):
             mask = np.zeros(n, bool)
@@ -58,7 +58,7 @@ def main() -> None:
             answers = {}
             for _ in range(args.reps):
                 for path, share in (("stream", n + 1), ("gather", 1)):
-                    catalogue_module.GATHER_SHARE = share  # n // (n + 1) == 0: never gather; n // 1: always
+                    topk_module.GATHER_SHARE = share  # n // (n + 1) == 0: never gather; n // 1: always
                     t0 = time.perf_counter()
                     pos, _ = cat.search(q, 10, mask=mask)
                     times[path].append((time.perf_counter() - t0) * 1e3)
@@ -67,7 +67,7 @@ def main() -> None:
             rows.append({"filter_rows": size, "share": size / n, "stream_ms": s, "gather_ms": g,
                          "gather_over_stream": g / s, "same_top10": answers["stream"] == answers["gather"]})
     finally:
-        catalogue_module.GATHER_SHARE = saved
+        topk_module.GATHER_SHARE = saved
     result = {"items": n, "dim": d, "reps": args.reps, "rows": rows, "wall_s": time.perf_counter() - t_all,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "cpus": os.cpu_count(),
               "versions": {"python": platform.python_version(), "numpy": np.__version__},

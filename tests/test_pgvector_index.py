@@ -444,6 +444,18 @@ def test_service_with_pgvector_serves_the_lists_of_the_exact_index(tmp_path, pg_
             sa, sb = exact.similar("i7", 10), pgv.similar("i7", 10, [("color", "red")])
             assert sb["index"] == "pgvector" and "i7" not in [i["item_id"] for i in sb["items"]]
             assert [i["item_id"] for i in sa["items"]] == [i["item_id"] for i in pgv.similar("i7", 10)["items"]]
+            # the same SQL as a VectorIndex over the catalogue's positions (the index contract's pgvector case)
+            view = pgv.pgv.over(pgv.cat)
+            assert view.n_items == pgv.cat.n and view.n_alive == pgv.cat.n_alive
+            seven = pgv.cat.pos["i7"]
+            p_view, s_view = view.search(pgv.cat.vector("i7")[None, :], 10, exclude=[np.array([seven])])
+            assert [pgv.cat.ids[p] for p in p_view[0]] == [i["item_id"] for i in sa["items"]]
+            np.testing.assert_allclose(s_view[0], [i["score"] for i in sa["items"]], atol=1e-5)
+            red = pgv.cat.filter_mask([("color", "red")])
+            p_red, _ = view.search(pgv.cat.vector("i7")[None, :], 10, exclude=[np.array([seven])], allowed=red)
+            assert [pgv.cat.ids[p] for p in p_red[0]] == [i["item_id"] for i in sb["items"]]
+            with pytest.raises(ValueError, match="reads the catalogue's positions"):
+                view.add(pgv.cat.V[:1])
             # writes through the pgvector service are searchable at once; deletes never return
             top = pgv.recommend("u3", 1)["items"][0]["item_id"]
             pgv.delete_item(top)

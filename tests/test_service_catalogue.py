@@ -84,7 +84,7 @@ def test_selective_filters_and_inverted_index_follow_changes():
 def test_exact_search_gathers_a_selective_filter_with_the_same_answer(monkeypatch):
     """Exact mode scores only a small filter's rows (gathered) instead of masking a full
     mat-vec: the same top-k either way; ``filter_size`` bounds the mask without building it."""
-    from leanrec.service import catalogue as catalogue_module
+    from leanrec.vectors import topk as topk_module
 
     cat = _fill("exact")
     for k in range(0, 3000, 5):
@@ -97,8 +97,8 @@ def test_exact_search_gathers_a_selective_filter_with_the_same_answer(monkeypatc
         answers = []
         # always gather (in blocks of 7 rows, and of 2048); never gather (n // 10**9 == 0)
         for share, block in ((1, 7), (1, 2048), (10**9, 2048)):
-            monkeypatch.setattr(catalogue_module, "GATHER_SHARE", share)
-            monkeypatch.setattr(catalogue_module, "GATHER_BLOCK", block)
+            monkeypatch.setattr(topk_module, "GATHER_SHARE", share)
+            monkeypatch.setattr(topk_module, "GATHER_BLOCK", block)
             answers.append(cat.search(cat.vector("i7"), 20, exclude=seen, mask=mask))
         (pa, sa), *others = answers
         assert len(pa) == min(20, int(cat.allowed(seen, mask).sum()))
@@ -138,6 +138,30 @@ def test_save_and_restore_round_trip(tmp_path):
     assert back.filter_mask([("cat", "c1")]).sum() == cat.filter_mask([("cat", "c1")]).sum()
     vecs.pop("i2")
     assert Catalogue.restore(meta, graph, vecs, fields, {}, {}, index="hnsw") is None
+
+
+def test_the_catalogue_searches_through_a_vector_index(tmp_path):
+    """Exact below the threshold, HNSW above; either way a VectorIndex whose positions,
+    tombstones and vectors are the catalogue's (one copy of the vectors in exact mode), and
+    whose saved graph keeps its tombstones."""
+    from leanrec.vectors import ExactIndex, HNSWIndex, VectorIndex
+
+    for mode, cls in (("exact", ExactIndex), ("hnsw", HNSWIndex)):
+        cat = _fill(mode)
+        assert isinstance(cat.index, VectorIndex) and type(cat.index) is cls
+        assert np.shares_memory(cat.V, cat.exact.data_)
+        for k in range(0, 300, 3):
+            cat.remove(f"i{k}")
+        cat.upsert(["i1"], _data()[1][:1], [{"cat": "c0"}], [1.0])  # replaced: a tombstone and a new position
+        assert cat.index.n_items == cat.n and cat.index.n_alive == cat.n_alive
+        np.testing.assert_array_equal(cat.index.alive, cat.alive)
+        q = cat.vector("i4")[None, :]
+        pos, _ = cat.index.search(q, 10, exclude=[np.array([cat.pos["i4"]])], allowed=cat.filter_mask([("cat", "c1")]))
+        assert pos[0].tolist() == cat.search(q[0], 10, exclude=np.array([cat.pos["i4"]]),
+                                             mask=cat.filter_mask([("cat", "c1")]))[0].tolist()
+    cat.save(tmp_path, "enc")
+    _, graph = Catalogue.read_saved(tmp_path, "enc")
+    assert graph.n_alive == cat.n_alive and not graph.alive[~cat.alive].any()
 
 
 def test_graph_fast_path_equals_the_general_path():

@@ -1,4 +1,5 @@
-"""One contract, checked against every codec and every index in leanrec.vectors.
+"""One contract, checked against every codec in leanrec.vectors, and the indexes' own tests
+(the index contract, over every index, is tests/test_index_contract.py, on this file's data).
 
 Data: 2,000 unit-norm items in 64 dims drawn around 20 Gaussian cluster centres (plus a
 16-dim low-rank component, as real embeddings have), queries = means of 5 random items
@@ -23,9 +24,7 @@ from leanrec.vectors import (
     NotFittedError,
     PQCodec,
     VectorCodec,
-    VectorIndex,
     load_codec,
-    load_index,
     make_codec,
     make_index,
     recall_at_k,
@@ -231,150 +230,9 @@ def test_int8_clips_values_outside_calibration(data):
 # Indexes
 # =====================================================================================
 
-# spec: minimum recall@10 against ExactIndex (with and without exclusion).
-# Measured on this data when chosen (plain / with exclusion): exact 1 / 1;
-# exact-int8 0.992 / 0.992; exact-pq16 0.644 / 0.645; hnsw 0.998 / 0.998;
-# hnsw16-ef32-sq8 0.971 / 0.977; ivfpq 0.772 / 0.774; ivfpq-refine 0.990 / 0.990;
-# ivfpq-refine-int8 0.974 / 0.974; binary-rescore-int8 0.783 / 0.845;
-# binary-rescore-fp32-c200 0.913 / 0.936.
-INDEX_CASES = {
-    "exact": 1.0,
-    "exact-int8": 0.95,
-    "exact-pq16": 0.55,
-    "hnsw": 0.95,
-    "hnsw16-ef32-sq8": 0.9,
-    "ivfpq": 0.65,
-    "ivfpq-refine": 0.93,
-    "ivfpq-refine-int8": 0.9,
-    "binary-rescore-int8": 0.7,
-    "binary-rescore-fp32-c200": 0.85,
-}
-# Indexes that must return every eligible item when asked (no partition pruning).
-EXHAUSTIVE = {"exact", "exact-int8", "exact-pq16", "hnsw", "hnsw16-ef32-sq8",
-              "binary-rescore-int8", "binary-rescore-fp32-c200"}
-
-
-@pytest.fixture(scope="module")
-def built(data):
-    return {spec: make_index(spec).build(data["x"]) for spec in INDEX_CASES}
-
-
-def _check_result_shape(pos, sc, nq, k):
-    assert pos.shape == (nq, k) and pos.dtype == np.int64
-    assert sc.shape == (nq, k) and sc.dtype == np.float32
-    assert np.all(sc[:, 1:] <= sc[:, :-1]), "scores must be sorted descending"
-    for row_p, row_s in zip(pos, sc):
-        valid = row_p >= 0
-        assert np.all(np.isneginf(row_s[~valid])) and np.all(np.isfinite(row_s[valid]))
-        assert valid[: valid.sum()].all(), "padding comes last"
-        assert len(set(row_p[valid].tolist())) == valid.sum(), "no duplicates"
-        # equal scores are ordered by position
-        same = (row_s[1:] == row_s[:-1]) & valid[1:]
-        assert np.all(row_p[1:][same] > row_p[:-1][same])
-
-
-@pytest.mark.parametrize("spec", INDEX_CASES)
-def test_index_contract(spec, data, built):
-    index = built[spec]
-    assert isinstance(index, VectorIndex)
-    assert index.n_items == N and isinstance(index.nbytes, int) and index.nbytes > 0
-    assert make_index(index.name).name == index.name
-    assert index.config["class"] == type(index).__name__
-    pos, sc = index.search(data["q"], K)
-    _check_result_shape(pos, sc, NQ, K)
-    assert (pos >= 0).all()
-    assert recall_at_k(pos, data["top"], K) >= INDEX_CASES[spec]
-    # single query, k = 1
-    p1, s1 = index.search(data["q"][:1], 1)
-    assert p1.shape == (1, 1) and s1.shape == (1, 1)
-
-
-@pytest.mark.parametrize("spec", INDEX_CASES)
-def test_index_exclusion(spec, data, built):
-    index = built[spec]
-    pos, sc = index.search(data["q"], K, exclude=data["exclude"])
-    _check_result_shape(pos, sc, NQ, K)
-    for row, banned in zip(pos, data["exclude"]):
-        assert not np.isin(row, banned).any()
-    assert recall_at_k(pos, data["top_excl"], K) >= INDEX_CASES[spec]
-
-
-@pytest.mark.parametrize("spec", INDEX_CASES)
-def test_index_pads_when_too_few_eligible(spec, data, built):
-    index = built[spec]
-    allowed = data["top"][:, :5]  # leave each query only its true top 5
-    exclude = [np.setdiff1d(np.arange(N), a) for a in allowed]
-    pos, sc = index.search(data["q"], K, exclude=exclude)
-    _check_result_shape(pos, sc, NQ, K)
-    assert (pos[:, 5:] == -1).all() and np.isneginf(sc[:, 5:]).all()
-    for row, ok in zip(pos, allowed):
-        assert set(row[row >= 0].tolist()) <= set(ok.tolist())
-    if spec in EXHAUSTIVE:
-        assert (pos[:, :5] >= 0).all()
-    else:
-        assert (pos[:, 0] >= 0).mean() >= 0.9
-
-
-@pytest.mark.parametrize("spec", INDEX_CASES)
-def test_index_add_makes_items_findable(spec, data):
-    x = data["x"]
-    index = make_index(spec).build(x[:1800])
-    assert index.n_items == 1800
-    assert index.add(x[1800:]) is index
-    assert index.n_items == N
-    new = np.arange(1800, N)
-    pos, _ = index.search(x[new], K)
-    found = np.mean([i in row for i, row in zip(new, pos)])
-    assert found >= 0.9
-    assert pos.max() >= 1800
-
-
-@pytest.mark.parametrize("spec", INDEX_CASES)
-def test_index_save_load_round_trip(spec, data, built, tmp_path):
-    index = built[spec]
-    index.save(tmp_path / "ix")
-    loaded = load_index(tmp_path / "ix")
-    assert type(loaded) is type(index)
-    assert loaded.config == index.config and loaded.n_items == N and loaded.nbytes == index.nbytes
-    for exclude in (None, data["exclude"]):
-        p0, s0 = index.search(data["q"], K, exclude=exclude)
-        p1, s1 = loaded.search(data["q"], K, exclude=exclude)
-        np.testing.assert_array_equal(p1, p0)
-        np.testing.assert_array_equal(s1, s0)
-    assert type(index).load(tmp_path / "ix").name == index.name
-    other = ExactIndex if not isinstance(index, ExactIndex) else type(built["hnsw"])
-    with pytest.raises(ValueError, match="holds a"):
-        other.load(tmp_path / "ix")
-
-
-@pytest.mark.parametrize("spec", INDEX_CASES)
-def test_index_rejects_bad_input(spec, data, built):
-    index = built[spec]
-    q = data["q"]
-    for k in (0, -1, 2.5, True):
-        with pytest.raises(ValueError, match="k must be"):
-            index.search(q, k)
-    bad = q.copy()
-    bad[0, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
-        index.search(bad, K)
-    with pytest.raises(ValueError, match="dimensions"):
-        index.search(q[:, :10], K)
-    with pytest.raises(ValueError, match="dimensions"):
-        index.add(data["x"][:5, :10])
-    with pytest.raises(ValueError, match="exclude has"):
-        index.search(q, K, exclude=[[1]])
-    with pytest.raises(ValueError, match=r"exclude\[1\]"):
-        index.search(q[:2], K, exclude=[[1], [N]])
-    unbuilt = make_index(spec)
-    with pytest.raises(NotFittedError):
-        unbuilt.search(q, K)
-    with pytest.raises(ValueError, match="not built"):
-        unbuilt.add(data["x"])
-    with pytest.raises(ValueError, match="empty"):
-        unbuilt.build(np.zeros((0, D), np.float32))
-    empty = index.search(np.zeros((0, D), np.float32), K)
-    assert empty[0].shape == (0, K) and empty[1].shape == (0, K)
+# The contract every index follows (search, exclusion, filters, removals, adds, persistence,
+# bad input), over every index including the service's, is tests/test_index_contract.py; the
+# tests below are about one index or the factory.
 
 
 # -- the exact reference --------------------------------------------------------------
@@ -448,7 +306,7 @@ def test_exact_k_larger_than_catalogue(data):
 
 # -- knobs, factory, recall -------------------------------------------------------------
 
-def test_hnsw_ef_search_settable_after_build(data, built):
+def test_hnsw_ef_search_settable_after_build(data):
     index = make_index("hnsw16-ef32").build(data["x"])
     p32, _ = index.search(data["q"], K)
     index.ef_search = 256
@@ -457,8 +315,8 @@ def test_hnsw_ef_search_settable_after_build(data, built):
     assert recall_at_k(p256, data["top"], K) >= recall_at_k(p32, data["top"], K)
 
 
-def test_ivfpq_auto_parameters_and_nprobe(data, built):
-    index = built["ivfpq"]
+def test_ivfpq_auto_parameters_and_nprobe(data):
+    index = make_index("ivfpq").build(data["x"])
     assert index.nlist_ == min(round(4 * np.sqrt(N)), N // 39) and index.m_ == D // 4
     index.nprobe = index.nlist_  # scan every list
     try:
@@ -470,8 +328,8 @@ def test_ivfpq_auto_parameters_and_nprobe(data, built):
         make_index("ivfpq").build(data["x"][:100])
 
 
-def test_binary_rescore_reports_both_stores(built):
-    index = built["binary-rescore-int8"]
+def test_binary_rescore_reports_both_stores(data):
+    index = make_index("binary-rescore-int8").build(data["x"])
     assert index.first_stage_bytes_per_item == D // 8
     assert index.rescore_bytes_per_item == D
     assert index.nbytes == index.first_stage_nbytes + index.rescore_nbytes

@@ -2,14 +2,21 @@
 
 Items live at *positions* 0..n-1. An upsert appends a new position (the old one, if any,
 is tombstoned); a delete tombstones. Search never returns a tombstoned or an excluded
-position:
+position. The search itself is a :class:`~leanrec.vectors.index.VectorIndex` (``index``),
+to which the catalogue hands its adds, its tombstones (``remove``), a user's seen items
+(``exclude``) and a request's field filter (``allowed``):
 
-* **exact** (small catalogues): one matrix-vector product over the vectors, O(n·d);
-* **HNSW** (faiss, from ``hnsw_threshold`` items): the graph keeps tombstoned nodes for
-  navigation, and every search passes faiss a bitmap of the allowed positions
-  (``IDSelectorBitmap``), so deletions, seen items and filters cost no over-fetching;
-  a filter so selective that under ~2% of the items pass falls back to an exact scan of
-  those items (graph search degrades there).
+* **exact** (small catalogues): :class:`~leanrec.vectors.exact.ExactIndex`, one
+  matrix-vector product over the vectors, O(n·d) (a selective filter: its rows only);
+* **HNSW** (from ``hnsw_threshold`` items): :class:`~leanrec.vectors.faiss_index.HNSWIndex`;
+  the graph keeps tombstoned nodes for navigation, and every search passes faiss a bitmap of
+  the allowed positions, so deletions, seen items and filters cost no over-fetching; a
+  filter so selective that under ~2% of the items pass falls back to an exact scan of those
+  items (graph search degrades there).
+
+The vectors themselves (``V``, for profiles and the models that score every position) are
+the exact index's matrix, which the catalogue keeps in both modes: one copy in exact mode,
+and in HNSW mode the same copy next to faiss' own, as before.
 
 ``save``/``load`` persist the HNSW graph plus the position→id map and a *watermark* (the
 store's item change number the state reflects); at start-up the service loads it and
@@ -27,34 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..vectors.exact import ExactIndex
+from ..vectors.factory import load_index
 from ..vectors.faiss_index import HNSWIndex
-from ..vectors.index import load_index, topk_columns
+from ..vectors.index import VectorIndex
+from ..vectors.topk import top_k as _top  # noqa: F401 (service/core ranks its other models with it)
 
 META = "catalogue.json"
-# exact search with a filter gathers the allowed rows when they are at most 1/GATHER_SHARE of
-# the catalogue: a gathered row costs several times a streamed one (benchmarks/filter_scan.py,
-# 1M × 256-d: 100k gathered rows 27.3 ms against 63.3 ms for all 1M streamed, 250k 61.6 ms
-# against 70.5 ms; the break-even is near a quarter, the bound stays on the safe side)
-GATHER_SHARE = 8
-# gathered rows are scored in blocks of this many (2 MB at 256-d), so that a block is still in
-# cache when the mat-vec reads it instead of one n×d copy written and read back (filter_scan.py:
-# 100k rows 27.3 ms in blocks; 43.8 ms as one gather in the run before the change)
-GATHER_BLOCK = 2048
 POSTING_CACHE = 256  # filter keys whose position arrays are kept between changes
-
-
-def _top(scores: np.ndarray, positions: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Best k (score desc, then position asc) among finite scores, in O(n) plus O(k log k):
-    the index package's tie-aware selection, then a sort of the k chosen. ``positions``
-    must be ascending (ties at the cut then go to the lowest positions)."""
-    ok = np.isfinite(scores)
-    scores, positions = scores[ok], positions[ok]
-    if k <= 0 or len(scores) == 0:
-        return positions[:0], scores[:0]
-    keep = topk_columns(scores[None, :], k)[0]
-    scores, positions = scores[keep], positions[keep]
-    order = np.lexsort((positions, -scores))
-    return positions[order], scores[order]
 
 
 class Catalogue:
@@ -66,16 +53,14 @@ class Catalogue:
         self.hnsw_params = {"M": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search}
         self.ids: list[str] = []
         self.pos: dict[str, int] = {}
-        self._V = np.zeros((0, self.dim), np.float32)
-        self._alive = np.zeros(0, bool)
         self.fields: list[dict | None] = []
         self.created_at = np.zeros(0, np.float64)
         self.counts = np.zeros(0, np.float64)
-        self.hnsw: HNSWIndex | None = None
+        self.exact: ExactIndex | None = None  # the vectors (built with the first item)
+        self.hnsw: HNSWIndex | None = None  # the graph, from hnsw_threshold items
         self.watermark = 0
         self.version = 0  # bumps on every change (invalidates filter masks)
         self._inverted: dict[tuple[str, str], set[int]] = {}  # (field, value casefolded) -> positions
-        self._bits: tuple[int, np.ndarray] | None = None  # (version, packed live bitmap)
         self._postings: dict[tuple[str, str], tuple[int, np.ndarray]] = {}  # key -> (version, positions)
 
     # -- views ---------------------------------------------------------------------
@@ -84,12 +69,19 @@ class Catalogue:
         return len(self.ids)
 
     @property
+    def index(self) -> VectorIndex | None:
+        """The index searches run on: the HNSW graph once there is one, else the exact index
+        (None while the catalogue is empty). Its positions are the catalogue's."""
+        return self.hnsw if self.hnsw is not None else self.exact
+
+    @property
     def V(self) -> np.ndarray:
-        return self._V[:self.n]
+        """float32[n, dim]: every position's vector (tombstones included)."""
+        return self.exact.data_ if self.exact is not None else np.zeros((0, self.dim), np.float32)
 
     @property
     def alive(self) -> np.ndarray:
-        return self._alive[:self.n]
+        return self.exact.alive if self.exact is not None else np.zeros(0, bool)
 
     @property
     def n_alive(self) -> int:
@@ -107,19 +99,16 @@ class Catalogue:
         return item_id in self.pos
 
     def vector(self, item_id: str) -> np.ndarray:
-        return self._V[self.pos[item_id]]
+        return self.exact.data_[self.pos[item_id]]
 
     # -- changes -------------------------------------------------------------------
     def _grow(self, extra: int) -> None:
+        """Room for ``extra`` more positions in the per-item arrays (doubling); the vectors
+        grow inside the exact index the same way."""
         need = self.n + extra
-        if need <= len(self._V):
+        if need <= len(self.created_at):
             return
-        cap = max(need, 2 * len(self._V), 1024)
-        V = np.zeros((cap, self.dim), np.float32)
-        V[:self.n] = self.V
-        alive = np.zeros(cap, bool)
-        alive[:self.n] = self.alive
-        self._V, self._alive = V, alive
+        cap = max(need, 2 * len(self.created_at), 1024)
         for name in ("created_at", "counts"):
             arr = np.zeros(cap, np.float64)
             arr[:self.n] = getattr(self, name)[:self.n]
@@ -131,35 +120,47 @@ class Catalogue:
         vectors = np.ascontiguousarray(vectors, np.float32).reshape(len(item_ids), self.dim)
         self._grow(len(item_ids))
         start = self.n
+        replaced = []
         for k, item_id in enumerate(item_ids):
             old = self.pos.get(item_id)
             count = counts[k] if counts is not None else 0.0
             if old is not None:
-                self._alive[old] = False
+                replaced.append(old)
                 self._unindex(old)
                 count = self.counts[old] if counts is None else count
             p = start + k
             self.ids.append(item_id)
             self.pos[item_id] = p
-            self._V[p] = vectors[k]
-            self._alive[p] = True
             self.fields.append(fields[k])
             self._index_fields(p, fields[k])
             self.created_at[p] = created_at[k]
             self.counts[p] = count
-        if self.hnsw is not None:
-            self.hnsw.add(vectors)
+        if len(item_ids):
+            if self.exact is None:
+                self.exact = ExactIndex().build(vectors)
+            else:
+                self.exact.add(vectors)
+            if self.hnsw is not None:
+                self.hnsw.add(vectors)
+        self._tombstone(replaced)  # after the adds: a replaced item may sit in this very batch
         self._after_change(seq)
 
     def remove(self, item_id: str, seq: int | None = None) -> bool:
         p = self.pos.pop(item_id, None)
         if p is None:
             return False
-        self._alive[p] = False
+        self._tombstone([p])
         self._unindex(p)
         self.fields[p] = None
         self._after_change(seq)
         return True
+
+    def _tombstone(self, positions: list[int]) -> None:
+        """Positions no search returns again, in the vectors' index and the graph alike."""
+        if positions:
+            self.exact.remove(positions)
+            if self.hnsw is not None:
+                self.hnsw.remove(positions)
 
     @staticmethod
     def _keys(fields: dict | None):
@@ -203,10 +204,10 @@ class Catalogue:
         if len(keep) == self.n:
             return
         ids = [self.ids[p] for p in keep]
-        V, fields = self.V[keep].copy(), [self.fields[p] for p in keep]
+        V, fields = self.V[keep], [self.fields[p] for p in keep]  # fancy indexing: already a copy
         created, counts = self.created_at[keep].copy(), self.counts[keep].copy()
         self.ids, self.pos = ids, {i: k for k, i in enumerate(ids)}
-        self._V, self._alive = V, np.ones(len(ids), bool)
+        self.exact = ExactIndex.adopt(V) if len(ids) else None
         self.fields, self.created_at, self.counts = fields, created, counts
         self._inverted = {}
         for p, f in enumerate(fields):
@@ -217,6 +218,8 @@ class Catalogue:
 
     def _build_graph(self) -> None:
         self.hnsw = HNSWIndex(**self.hnsw_params).build(self.V) if self.n else None
+        if self.hnsw is not None and self.n_dead:
+            self.hnsw.remove(np.flatnonzero(~self.alive))
 
     # -- search --------------------------------------------------------------------
     def filter_mask(self, conditions: list[tuple[str, str]]) -> np.ndarray | None:
@@ -265,63 +268,12 @@ class Catalogue:
     def search(self, query: np.ndarray, k: int, *, exclude: np.ndarray | None = None,
                mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k positions and inner-product scores, skipping tombstones, ``exclude``
-        (positions) and items outside ``mask``; fewer than k when fewer are allowed."""
-        if self.n == 0:
+        (positions) and items outside ``mask``; fewer than k when fewer are allowed.
+        :meth:`VectorIndex.search_one <leanrec.vectors.index.VectorIndex.search_one>` on
+        :attr:`index`."""
+        if self.n == 0 or k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        if self.hnsw is not None and mask is None:
-            return self._graph_search(query, k, exclude)
-        ok = self.allowed(exclude, mask)
-        n_ok = int(np.count_nonzero(ok))
-        k = min(k, n_ok)
-        if k == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        q = np.ascontiguousarray(query, np.float32).reshape(1, self.dim)
-        if self.hnsw is None:
-            if mask is not None and n_ok <= self.n // GATHER_SHARE:  # a selective filter: its rows only
-                return self._scan_rows(np.flatnonzero(ok), q[0], k)
-            # otherwise one mat-vec over the contiguous matrix beats gathering the allowed rows
-            scores = np.where(ok, self.V @ q[0], -np.inf)
-            return _top(scores, np.arange(self.n), k)
-        if n_ok < max(2000, self.n // 50):  # a very selective filter: graph search degrades, scan instead
-            return self._scan_rows(np.flatnonzero(ok), q[0], k)
-        return self._faiss(q, k, np.packbits(ok, bitorder="little"))
-
-    def _graph_search(self, query, k, exclude):
-        """The hot path (HNSW, no filter): copy the cached bitmap of live items and clear the
-        excluded bits — O(n/8) bytes and O(|exclude|), no pass over n booleans."""
-        if self._bits is None or self._bits[0] != self.version:
-            self._bits = (self.version, np.packbits(self.alive, bitorder="little"))
-        bitmap = self._bits[1].copy()
-        n_ok = self.n_alive
-        if exclude is not None and len(exclude):
-            ex = np.unique(np.asarray(exclude, np.int64))
-            ex = ex[self._alive[ex]]
-            n_ok -= len(ex)
-            np.bitwise_and.at(bitmap, ex >> 3, ~np.left_shift(1, ex & 7).astype(np.uint8))
-        k = min(k, n_ok)
-        if k <= 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        q = np.ascontiguousarray(query, np.float32).reshape(1, self.dim)
-        if n_ok < max(2000, self.n // 50):
-            return self._scan_rows(np.flatnonzero(np.unpackbits(bitmap, count=self.n, bitorder="little")), q[0], k)
-        return self._faiss(q, k, bitmap)
-
-    def _scan_rows(self, cand: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Exact top-k over the given (ascending) positions only: their rows gathered and scored,
-        one cache-sized block at a time."""
-        scores = np.empty(len(cand), np.float32)
-        for lo in range(0, len(cand), GATHER_BLOCK):
-            scores[lo:lo + GATHER_BLOCK] = self._V[cand[lo:lo + GATHER_BLOCK]] @ q
-        return _top(scores, cand, k)
-
-    def _faiss(self, q, k, bitmap):
-        import faiss
-
-        params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(self.n, faiss.swig_ptr(bitmap)),
-                                            efSearch=max(int(self.hnsw_params["ef_search"]), k))
-        D, I = self.hnsw.index_.search(q, k, params=params)
-        found = I[0] >= 0
-        return I[0][found].astype(np.int64), D[0][found].astype(np.float32)
+        return self.index.search_one(query, k, exclude=exclude, allowed=mask)
 
     def full_scores(self, query: np.ndarray) -> np.ndarray:
         """⟨q, V_i⟩ for every position (tombstones included; callers mask them)."""
@@ -359,6 +311,7 @@ class Catalogue:
         alive = np.zeros(len(ids), bool)
         alive[np.asarray(meta["alive"], np.int64)] = True
         cat._grow(len(ids))
+        V = np.zeros((len(ids), cat.dim), np.float32)  # a tombstone's row stays zero
         for p, item_id in enumerate(ids):
             cat.ids.append(item_id)
             if alive[p]:
@@ -366,13 +319,15 @@ class Catalogue:
                 if vec is None or item_id not in fields:
                     return None
                 cat.pos[item_id] = p
-                cat._V[p] = vec
-                cat._alive[p] = True
+                V[p] = vec
             cat.fields.append(fields.get(item_id) if alive[p] else None)
             cat._index_fields(p, cat.fields[p])
             cat.created_at[p] = created_at.get(item_id, 0.0)
             cat.counts[p] = counts.get(item_id, 0.0)
-        cat.hnsw = graph
+        dead = np.flatnonzero(~alive)
+        if ids:
+            cat.exact = ExactIndex.adopt(V).remove(dead)
+        cat.hnsw = graph.remove(dead) if graph is not None else None  # a graph saved before tombstones has none
         cat.watermark = int(meta["watermark"])
         return cat
 

@@ -45,9 +45,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import Float, Integer, String, all_, bindparam, literal, select, text
+from sqlalchemy import Float, Integer, String, all_, any_, bindparam, literal, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from ..vectors._base import check_matrix, check_positive_int
+from ..vectors.index import check_allowed, check_exclude
 from .schema import items
 from .store import Store, StoreError
 
@@ -110,12 +112,16 @@ class PgVectorIndex:
                       .where(items.c.deleted.is_(False)))
         self._exact_order = (self._dist + literal(0.0, Float)).label("d_exact")  # no index can serve it
         self._exclude = t.c.item_id != all_(bindparam("ex", type_=ARRAY(String)))
+        self._only = t.c.item_id == any_(bindparam("only", type_=ARRAY(String)))
 
     # -- SQL -----------------------------------------------------------------------------
-    def _statement(self, n_excluded: int, filters: Sequence[tuple[str, str]], exact: bool = False):
+    def _statement(self, n_excluded: int, filters: Sequence[tuple[str, str]], exact: bool = False,
+                   only: bool = False):
         stmt = self._base
         if n_excluded:
             stmt = stmt.where(self._exclude)
+        if only:
+            stmt = stmt.where(self._only)
         if filters:
             terms = ", ".join(_TERM_SQL.format(n=f"fn{j}", v=f"fv{j}") for j in range(len(filters)))
             params = {key: val for j, (name, value) in enumerate(filters)
@@ -146,13 +152,16 @@ class PgVectorIndex:
         conn.execute(text(sql), {**{f"n{j}": n for j, (n, _) in enumerate(pairs)},
                                  **{f"v{j}": v for j, (_, v) in enumerate(pairs)}})
 
-    def _run(self, q: np.ndarray, k: int, exclude_ids: list[str], filters, exact: bool):
+    def _run(self, q: np.ndarray, k: int, exclude_ids: list[str], filters, exact: bool,
+             only_ids: list[str] | None = None):
         # without iterative scans the walk stops at ef_search candidates: over-fetch the excluded
         limit = k if self.iterative or exact else k + len(exclude_ids)
         params = {"q": q, "k": limit}
         if exclude_ids:
             params["ex"] = exclude_ids
-        stmt = self._statement(len(exclude_ids), filters, exact)
+        if only_ids is not None:
+            params["only"] = only_ids
+        stmt = self._statement(len(exclude_ids), filters, exact, only=only_ids is not None)
         with self.store.engine.begin() as conn:
             self._settings(conn, k, limit, exact)
             return conn.execute(stmt, params).all()
@@ -160,12 +169,14 @@ class PgVectorIndex:
     # -- the search contract ----------------------------------------------------------------
     def search_ids(self, query: np.ndarray, k: int, *, exclude_ids: Sequence[str] = (),
                    filters: Sequence[tuple[str, str]] = (), exact: bool = False,
-                   exact_fallback: bool = True) -> tuple[list[str], np.ndarray]:
+                   exact_fallback: bool = True, only_ids: Sequence[str] | None = None) -> tuple[list[str], np.ndarray]:
         """Top-k item ids and inner-product scores (float32, best first; ties by id), never a
         deleted item, one of ``exclude_ids`` or one failing a ``(field, value)`` filter;
         fewer than k only when fewer are allowed. ``exact``: no graph. ``exact_fallback=False``
         returns a walk that ended short as it is, for a caller with a faster exact search
-        of its own (the service's in-memory matrix); then a short list means "ask exactly"."""
+        of its own (the service's in-memory matrix); then a short list means "ask exactly".
+        ``only_ids``: nothing outside these ids (an ``allowed`` bitmap of
+        :class:`PgVectorPositionIndex` that keeps few items)."""
         q = np.ascontiguousarray(query, np.float32).reshape(-1)
         if len(q) != self.dim:
             raise ValueError(f"query has {len(q)} dimensions, the index {self.dim}")
@@ -173,9 +184,10 @@ class PgVectorIndex:
             return [], np.zeros(0, np.float32)
         ex = list(dict.fromkeys(exclude_ids))
         filters = list(filters)
-        rows = self._run(q, k, ex, filters, exact)
+        only = None if only_ids is None else list(only_ids)
+        rows = self._run(q, k, ex, filters, exact, only)
         if not exact and exact_fallback and len(rows) < k:  # the walk's budget ran out first: exact
-            rows = self._run(q, k, ex, filters, True)
+            rows = self._run(q, k, ex, filters, True, only)
         if not self.iterative and not exact:
             skip = set(ex)
             rows = [r for r in rows if r[0] not in skip]
@@ -190,6 +202,11 @@ class PgVectorIndex:
         (written to the database a moment before the in-memory change) is left out."""
         ex = [cat.ids[p] for p in exclude] if exclude is not None and len(exclude) else []
         return self.positions(cat, *self.search_ids(query, k, exclude_ids=ex, filters=filters))
+
+    def over(self, cat) -> "PgVectorPositionIndex":
+        """This search as a :class:`~leanrec.vectors.index.VectorIndex` over the positions of
+        ``cat`` (the service's catalogue, read live: its ids, position map and tombstones)."""
+        return PgVectorPositionIndex(self, cat)
 
     @staticmethod
     def positions(cat, ids: Sequence[str], scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -217,3 +234,164 @@ class PgVectorIndex:
             for name, value in (settings or {}).items():
                 conn.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": str(value)})
             return "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + str(sql)))
+
+
+class _OwnItems:
+    """Ids and live positions of a :class:`PgVectorPositionIndex` that writes its own items
+    (the attributes of the catalogue it reads otherwise)."""
+
+    def __init__(self):
+        self.ids: list[str] = []
+        self.pos: dict[str, int] = {}
+
+    @property
+    def alive(self) -> np.ndarray:
+        out = np.zeros(len(self.ids), bool)
+        out[np.fromiter(self.pos.values(), np.int64, len(self.pos))] = True
+        return out
+
+
+class PgVectorPositionIndex:
+    """:class:`~leanrec.vectors.index.VectorIndex` on PostgreSQL: the SQL search of a
+    :class:`PgVectorIndex` with positions instead of ids.
+
+    Position ``p`` is item ``source.ids[p]``; an id maps back through ``source.pos`` (live
+    items only). Bound to the service's catalogue (:meth:`PgVectorIndex.over`) these are the
+    catalogue's own lists, read live, so SQL answers are catalogue positions; such an index
+    only reads (the service writes items through the store and the catalogue). Made without
+    a source it writes items of its own, ``<prefix><position>``: ``build``/``add`` upsert
+    them with their vectors, ``remove`` deletes them in the store (a soft delete, which every
+    search skips: the table is the index). ``exclude`` and ``allowed`` become the SQL's id
+    lists: the allowed ids when they are fewer than the others, else the others excluded.
+    """
+
+    def __init__(self, pgv: PgVectorIndex, source=None, *, prefix: str = "pos-"):
+        self.pgv, self.prefix = pgv, prefix
+        self._owns = source is None
+        self.source = _OwnItems() if source is None else source
+
+    # -- description -----------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return f"pgvector-{self.pgv.ann}"
+
+    @property
+    def config(self) -> dict:
+        p = self.pgv
+        return {"class": type(self).__name__, "name": self.name,
+                "params": {"encoder_id": p.encoder_id, "ef_search": p.ef_search, "probes": p.probes,
+                           "iterative_scan": p.iterative_scan, "max_scan_tuples": p.max_scan_tuples}}
+
+    @property
+    def dim(self) -> int:
+        return self.pgv.dim
+
+    @property
+    def n_items(self) -> int:
+        return len(self.source.ids)
+
+    @property
+    def n_alive(self) -> int:
+        return len(self.source.pos)
+
+    @property
+    def alive(self) -> np.ndarray:
+        return self.source.alive
+
+    @property
+    def nbytes(self) -> int:
+        """The vector table's size in PostgreSQL, its ANN and filter indexes included."""
+        with self.pgv.store.engine.connect() as conn:
+            return int(conn.execute(text("SELECT pg_total_relation_size(CAST(:t AS regclass))"),
+                                    {"t": self.pgv.table.name}).scalar_one())
+
+    # -- writes ------------------------------------------------------------------------------
+    def _check_owner(self, what: str) -> None:
+        if not self._owns:
+            raise ValueError(f"{what}: this index reads the catalogue's positions; the service writes "
+                             "items through the store and the catalogue")
+
+    def build(self, vectors) -> "PgVectorPositionIndex":
+        """Write ``vectors`` as items at positions ``0..n-1`` (items from an earlier build are
+        deleted), then make sure the table's ANN index exists; returns self."""
+        self._check_owner("build")
+        vectors = check_matrix(vectors, "vectors", dim=self.dim)
+        self.remove(np.arange(self.n_items))
+        self.source = _OwnItems()
+        self._write(vectors)
+        self.pgv.index_name = self.pgv.store.ensure_ann_index(self.pgv.encoder_id)
+        return self
+
+    def add(self, vectors) -> "PgVectorPositionIndex":
+        self._check_owner("add")
+        vectors = check_matrix(vectors, "vectors", dim=self.dim, allow_empty=True)
+        if len(vectors):
+            self._write(vectors)
+        return self
+
+    def _write(self, vectors: np.ndarray) -> None:
+        start = self.n_items
+        ids = [f"{self.prefix}{start + k}" for k in range(len(vectors))]
+        self.pgv.store.upsert_items([{"item_id": i, "text": "", "fields": {}} for i in ids], vectors,
+                                    self.pgv.encoder_id)
+        self.source.ids += ids
+        self.source.pos.update((i, start + k) for k, i in enumerate(ids))
+
+    def remove(self, positions) -> "PgVectorPositionIndex":
+        """Delete the items at these positions in the store; returns self."""
+        pos = np.asarray(positions).reshape(-1)
+        if pos.size == 0:
+            return self
+        self._check_owner("remove")
+        if not np.issubdtype(pos.dtype, np.integer) or pos.min() < 0 or pos.max() >= self.n_items:
+            raise ValueError(f"positions to remove must be integers in 0..{self.n_items - 1}")
+        for p in np.unique(pos).tolist():
+            item_id = self.source.ids[p]
+            if self.source.pos.get(item_id) == p:
+                self.pgv.store.delete_item(item_id)
+                del self.source.pos[item_id]
+        return self
+
+    def save(self, folder):
+        raise NotImplementedError("a pgvector index lives in PostgreSQL, which persists it: reopen it with "
+                                  "PgVectorIndex(store, encoder_id, dim) instead of saving it")
+
+    # -- search --------------------------------------------------------------------------------
+    def search_one(self, query, k: int, *, exclude=None, allowed=None) -> tuple[np.ndarray, np.ndarray]:
+        """One query's row of :meth:`search`, without its padding."""
+        pos, sc = self.search(np.asarray(query, np.float32).reshape(1, -1), k,
+                              exclude=None if exclude is None else [exclude], allowed=allowed)
+        keep = pos[0] >= 0
+        return pos[0][keep], sc[0][keep]
+
+    def search(self, queries, k: int, *, exclude=None, allowed=None) -> tuple[np.ndarray, np.ndarray]:
+        """The protocol's search: one SQL query per query row (:meth:`PgVectorIndex.search_ids`,
+        exact fall-back included, so a short row means fewer items are allowed)."""
+        k = check_positive_int(k, "k")
+        queries = check_matrix(queries, "queries", dim=self.dim, allow_empty=True)
+        n = self.n_items
+        if n == 0:
+            raise ValueError("the index is empty: add vectors before searching")
+        excl = check_exclude(exclude, len(queries), n)
+        allowed = check_allowed(allowed, n)
+        ids, live_pos = self.source.ids, self.source.pos
+        live = self.alive if allowed is not None else None
+        out_p = np.full((len(queries), k), -1, np.int64)
+        out_s = np.full((len(queries), k), -np.inf, np.float32)
+        for i, q in enumerate(queries):
+            # a tombstoned position's id may live on at a newer position: exclude only live ones
+            ex = [] if excl is None else [ids[p] for p in excl[i].tolist() if live_pos.get(ids[p]) == p]
+            only = None
+            if live is not None:
+                ok = allowed & live
+                n_ok = int(np.count_nonzero(ok))
+                if n_ok == 0:
+                    continue
+                if n_ok <= self.n_alive - n_ok:
+                    only = [ids[p] for p in np.flatnonzero(ok).tolist()]
+                else:
+                    ex += [ids[p] for p in np.flatnonzero(live & ~allowed).tolist()]
+            got, scores = self.pgv.search_ids(q, k, exclude_ids=ex, only_ids=only)
+            pos, scores = PgVectorIndex.positions(self.source, got, scores)
+            out_p[i, :len(pos)], out_s[i, :len(pos)] = pos[:k], scores[:k]
+        return out_p, out_s

@@ -8,10 +8,13 @@ contract test (``tests/test_vectors.py``):
   truncation (the last two optionally followed by fp16/int8). :func:`make_codec` builds
   one from a spec such as ``"pq48x8"`` or ``"pca128-int8"``.
 * :class:`VectorIndex` (:mod:`.index`): top-k maximum inner product search with a user's
-  seen items excluded: :class:`ExactIndex` (chunked brute force, optionally over codec
-  codes; the reference), :class:`HNSWIndex`, :class:`IVFPQIndex` (faiss) and
-  :class:`BinaryRescoreIndex`. :func:`make_index` builds one from a spec such as
-  ``"hnsw32-ef64"``; :func:`recall_at_k` compares an approximate result with the exact one.
+  seen items excluded, a filter (``allowed``) and removals (tombstones) never returned, and
+  items added incrementally: :class:`ExactIndex` (brute force, optionally over codec codes;
+  the reference), :class:`HNSWIndex`, :class:`IVFPQIndex` (faiss) and
+  :class:`BinaryRescoreIndex`; the service's catalogue holds one of them, and its pgvector
+  search follows the same protocol (``leanrec.service.pgvector_index``). :func:`make_index`
+  builds one from a spec such as ``"hnsw32-ef64"``; :func:`recall_at_k` compares an
+  approximate result with the exact one. :mod:`.topk` holds the selection kernels.
 
 Importing this package loads numpy only; faiss is imported on first use.
 """
@@ -34,7 +37,9 @@ from .codecs import (
     load_codec,
     make_codec,
 )
-from .index import INDEX_SPECS, ExactIndex, VectorIndex, load_index, make_index, recall_at_k
+from .exact import ExactIndex
+from .factory import INDEX_SPECS, load_index, make_index
+from .index import VectorIndex, recall_at_k
 
 __all__ = [
     "CODEC_SPECS",

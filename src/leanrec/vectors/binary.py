@@ -17,7 +17,8 @@ import numpy as np
 
 from ._base import check_choice, check_positive_int, load_array, save_arrays
 from .codecs import BinaryCodec, Float32Codec, Int8Codec, load_codec
-from .index import _BaseIndex, sort_results
+from .index import _BaseIndex
+from .topk import sort_results
 
 __all__ = ["BinaryRescoreIndex"]
 

@@ -3,7 +3,9 @@
 faiss is imported when an index is built or loaded, not when leanrec is. These classes
 keep faiss' own structures (saved with ``write_index``, measured with
 ``serialize_index``) and add what :class:`~leanrec.vectors.index.VectorIndex` promises on
-top: input checks, ``-1``/``-inf`` padding, ties by position and ``exclude`` filtering.
+top: input checks, ``-1``/``-inf`` padding, ties by position, ``exclude``/``allowed``
+filtering and tombstones (faiss indexes cannot delete from a graph; removed items stay in it
+for navigation and are filtered out).
 Search-time knobs (``ef_search``, ``nprobe``) are read at every search, so they can be
 changed after ``build`` (``index.ef_search = 128``) without rebuilding.
 """
@@ -15,7 +17,14 @@ import math
 import numpy as np
 
 from ._base import check_choice, check_positive_int
-from .index import _BaseIndex, sort_results
+from .index import _BaseIndex
+from .topk import scan_rows, sort_results, top_k
+
+# An HNSW walk restricted to few allowed items degrades (most neighbours are filtered out, the
+# beam runs dry): below max(SCAN_BELOW, n_items // SCAN_SHARE) allowed items (~2% of the items)
+# an exact scan of those items answers instead, at a cost that is the size of the answer.
+SCAN_BELOW = 2000
+SCAN_SHARE = 50
 
 __all__ = ["HNSWIndex", "IVFPQIndex", "auto_nlist"]
 
@@ -102,6 +111,119 @@ class HNSWIndex(_FaissIndex):
 
     def _prepare_search(self, fetch):
         self.index_.hnsw.efSearch = max(check_positive_int(self.ef_search, "ef_search"), fetch)
+
+    # -- filtered search: a bitmap of the allowed positions inside faiss' walk --------------
+    def _search(self, queries, k, excl, allowed):
+        """Nothing to filter: faiss' batch search. Only exclusions, several queries: the
+        over-fetch of :class:`~leanrec.vectors.index._BaseIndex` (faiss searches the batch in
+        parallel). Otherwise (a filter, tombstones, or one query with exclusions, as the
+        service asks): each query walks the graph restricted by a bitmap of its allowed
+        positions (faiss ``IDSelectorBitmap``), so deletions, seen items and filters cost no
+        over-fetching; very selective ones are scanned exactly (:data:`SCAN_BELOW`)."""
+        has_ex = excl is not None and any(len(e) for e in excl)
+        if allowed is None and self._n_dead == 0 and (not has_ex or len(queries) > 1):
+            return super()._search(queries, k, excl if has_ex else None, None)
+        return self._search_selected(queries, k, excl if has_ex else None, allowed)
+
+    def _live_bits(self) -> np.ndarray:
+        """The packed bitmap (``bitorder="little"``, faiss' layout) of the live positions,
+        cached until the next add or removal: a search copies it (n/8 bytes) and clears its
+        excluded bits, with no pass over n booleans."""
+        cached = getattr(self, "_bits", None)
+        if cached is None or cached[0] != self._changes:
+            cached = self._bits = (self._changes, np.packbits(self.alive, bitorder="little"))
+        return cached[1]
+
+    def _search_selected(self, queries, k, excl, allowed):
+        ok = self._allowed_mask(allowed) if allowed is not None else None
+        out_p = np.full((len(queries), k), -1, np.int64)
+        out_s = np.full((len(queries), k), -np.inf, np.float32)
+        for i, q in enumerate(queries):
+            ex = None if excl is None or not len(excl[i]) else np.unique(excl[i])
+            pos, sc = self._select_one(q, k, ex, ok, ok_is_mine=False)
+            out_p[i, :len(pos)], out_s[i, :len(sc)] = pos, sc
+        return out_p, out_s
+
+    def search_one(self, query, k: int, *, exclude=None, allowed=None):
+        """:meth:`~leanrec.vectors.index._BaseIndex.search_one` on the bitmap walk directly:
+        the service's hot path, with the same numpy work as before it had a protocol."""
+        q, k = self._check_one(query, k, allowed)
+        n, ex = self.index_.ntotal, None
+        if exclude is not None and len(exclude):
+            ex = np.asarray(exclude)
+            if ex.dtype.kind not in "iu":
+                raise ValueError(f"exclude must hold integer positions, got {ex.dtype}")
+        if allowed is not None:  # a filter: the excluded are cleared in the mask, repeats or not
+            if ex is not None and (ex.min() < 0 or ex.max() >= n):
+                raise ValueError(f"exclude must hold positions in 0..{n - 1}")
+            return self._select_one(q, k, ex, self._allowed_mask(allowed), ok_is_mine=True, n=n)
+        if ex is None and self._n_dead == 0:
+            return super().search_one(q, k)  # nothing to filter: faiss' plain search
+        if ex is not None:  # the bitmap's count needs them unique; sorted, the range is free
+            ex = np.unique(ex)
+            if ex[0] < 0 or ex[-1] >= n:
+                raise ValueError(f"exclude must hold positions in 0..{n - 1}")
+        return self._select_one(q, k, ex, None, ok_is_mine=True, n=n)
+
+    def _select_one(self, q: np.ndarray, k: int, ex: np.ndarray | None, ok: np.ndarray | None,
+                    ok_is_mine: bool, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``min(k, allowed)`` of one query, unpadded. ``ex``: excluded positions or None
+        (unique when ``ok`` is None); ``ok``: ``alive & allowed`` or None (no filter), changed
+        in place only when ``ok_is_mine``. ``n``: ``n_items`` if the caller has read it (each
+        read is a call into faiss)."""
+        n = self.index_.ntotal if n is None else n
+        scan_below = max(SCAN_BELOW, n // SCAN_SHARE)
+        if ok is None:  # the hot path: the cached live bitmap, the excluded bits cleared
+            bitmap, n_ok = self._live_bits(), n - self._n_dead
+            if ex is not None:
+                if self._n_dead:
+                    ex = ex[self._live[ex]]
+                n_ok -= len(ex)
+                bitmap = bitmap.copy()
+                np.bitwise_and.at(bitmap, ex >> 3, ~np.left_shift(1, ex & 7).astype(np.uint8))
+            k = min(k, n_ok)
+            if k <= 0:
+                return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            if n_ok < scan_below:
+                return self._scan(np.flatnonzero(np.unpackbits(bitmap, count=n, bitorder="little")), q, k)
+            return self._walk(q, k, bitmap, n)
+        if ex is not None:
+            ok = ok if ok_is_mine else ok.copy()
+            ok[ex] = False
+        n_ok = int(np.count_nonzero(ok))
+        k = min(k, n_ok)
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if n_ok < scan_below:
+            return self._scan(np.flatnonzero(ok), q, k)
+        return self._walk(q, k, np.packbits(ok, bitorder="little"), n)
+
+    def _walk(self, q: np.ndarray, k: int, bitmap: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """faiss' HNSW search over the positions whose bit is set, ``efSearch >= k``."""
+        import faiss
+
+        params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)),
+                                            efSearch=max(int(self.ef_search), k))
+        D, I = self.index_.search(q[None, :], k, params=params)
+        found = I[0] >= 0
+        pos, sc = I[0][found].astype(np.int64), D[0][found].astype(np.float32)
+        s = sc.tolist()  # k numbers: a list compare is cheaper than numpy calls at this size
+        if any(a == b for a, b in zip(s, s[1:])):  # faiss sorts by score; ties go by position
+            order = np.lexsort((pos, -sc))
+            pos, sc = pos[order], sc[order]
+        return pos, sc
+
+    def _scan(self, rows: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k over ``rows`` (ascending) from the graph's own vectors: read in place
+        from float32 storage (no copy), decoded row by row from sq8/fp16 storage."""
+        import faiss
+
+        if self.storage == "flat":
+            n, d = self.n_items, self.dim_
+            xb = faiss.rev_swig_ptr(faiss.downcast_index(self.index_.storage).get_xb(), n * d).reshape(n, d)
+            return scan_rows(xb, rows, q, k)
+        vectors = self.index_.reconstruct_batch(rows)
+        return top_k(vectors @ q, rows, k)
 
 
 def auto_nlist(n: int) -> int:

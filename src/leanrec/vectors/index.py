@@ -1,30 +1,39 @@
 """Vector indexes: the top-k items for each user vector, exact or approximate.
 
-Every index follows :class:`VectorIndex`, so a recommender can swap brute force for HNSW
-or IVF-PQ and measure what it costs in recall:
+Every index follows :class:`VectorIndex`, so a recommender (the batch jobs, the cost tools,
+the service's catalogue) can swap brute force for HNSW, IVF-PQ or PostgreSQL's pgvector and
+measure what it costs in recall:
 
 * ``build(vectors) -> self`` over item vectors ``float32[n, d]`` (positions ``0..n-1``);
   ``add(vectors)`` appends more, positions continuing;
-* ``search(queries, k, *, exclude=None) -> (positions int64[q, k], scores float32[q, k])``
-  by maximum inner product (queries are weighted means of item vectors, not unit norm).
-  Each row is sorted by score, best first, ties broken by lower position. ``exclude[i]``
-  (a user's seen items) are never returned for query ``i``; when fewer than ``k`` items
-  remain, the row is padded with position ``-1`` and score ``-inf``;
+* ``remove(positions)`` tombstones items: a removed position never comes back from a
+  search, keeps its number (positions are never reused) and still counts in ``n_items``;
+  ``n_alive`` counts the rest, ``alive`` is the ``bool[n_items]`` mask of them;
+* ``search(queries, k, *, exclude=None, allowed=None) -> (positions int64[q, k],
+  scores float32[q, k])`` by maximum inner product (queries are weighted means of item
+  vectors, not unit norm). Each row is sorted by score, best first, ties broken by lower
+  position. ``exclude[i]`` (a user's seen items) are never returned for query ``i``;
+  ``allowed`` (``bool[n_items]``, a filter shared by all queries) keeps out every position
+  where it is False. When fewer than ``k`` items remain, the row is padded with position
+  ``-1`` and score ``-inf``. ``search_one(query, k, *, exclude=None, allowed=None)`` is one
+  such row without its padding: the service's request, answered by the exact and HNSW
+  indexes on their kernels with no per-call overhead beyond cheap checks;
 * ``n_items``, ``nbytes`` (measured: the arrays' or the faiss serialisation's size),
-  ``name`` (a :func:`make_index` spec) and ``config``; ``save(folder)`` /
-  ``Class.load(folder)`` or :func:`load_index`.
+  ``name`` (a :func:`~leanrec.vectors.factory.make_index` spec) and ``config``;
+  ``save(folder)`` / ``Class.load(folder)`` or :func:`~leanrec.vectors.factory.load_index`.
 
-:class:`ExactIndex` is the reference; the approximate ones live in
-:mod:`~leanrec.vectors.faiss_index` and :mod:`~leanrec.vectors.binary`. Approximate
-indexes handle ``exclude`` by over-fetching ``k + max(len(exclude_i))`` candidates,
-filtering, and fetching more for the rows still short (see :meth:`_BaseIndex._search`).
+:class:`~leanrec.vectors.exact.ExactIndex` is the reference; the approximate ones live in
+:mod:`~leanrec.vectors.faiss_index` and :mod:`~leanrec.vectors.binary`. By default an
+index handles ``exclude``, ``allowed`` and tombstones by over-fetching candidates,
+filtering, and fetching more for the rows still short (see :meth:`_BaseIndex._search`);
+the exact and HNSW indexes filter inside the scan instead (a mask, a faiss bitmap), which
+is what the service's single-query searches run.
 """
 
 from __future__ import annotations
 
-import copy
+import math
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -37,20 +46,11 @@ from ._base import (
     check_matrix,
     check_positive_int,
     load_array,
-    read_config,
     save_arrays,
     write_config,
 )
-from .codecs import CODEC_SPECS, load_codec, make_codec
 
-__all__ = [
-    "VectorIndex",
-    "ExactIndex",
-    "INDEX_SPECS",
-    "make_index",
-    "load_index",
-    "recall_at_k",
-]
+__all__ = ["VectorIndex", "recall_at_k"]
 
 
 @runtime_checkable
@@ -64,28 +64,34 @@ class VectorIndex(Protocol):
     @property
     def n_items(self) -> int: ...
     @property
+    def n_alive(self) -> int: ...
+    @property
+    def alive(self) -> np.ndarray: ...
+    @property
     def nbytes(self) -> int: ...
 
     def build(self, vectors: np.ndarray) -> "VectorIndex": ...
     def add(self, vectors: np.ndarray) -> "VectorIndex": ...
-    def search(self, queries: np.ndarray, k: int, *,
-               exclude: Sequence[Any] | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+    def remove(self, positions: Sequence[int] | np.ndarray) -> "VectorIndex": ...
+    def search(self, queries: np.ndarray, k: int, *, exclude: Sequence[Any] | None = None,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+    def search_one(self, query: np.ndarray, k: int, *, exclude: np.ndarray | None = None,
+                   allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]: ...
     def save(self, folder: str | os.PathLike) -> Path: ...
 
 
-def sort_results(positions: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sort each row by score descending then position ascending; ``-1`` rows become ``-inf``."""
-    scores = np.where(positions < 0, -np.inf, scores).astype(np.float32)
-    # Padding last: among -inf entries, real positions (never returned) before -1 is moot.
-    order = np.lexsort((np.where(positions < 0, np.iinfo(np.int64).max, positions), -scores), axis=-1)
-    positions = np.take_along_axis(positions, order, axis=1)
-    scores = np.take_along_axis(scores, order, axis=1)
-    positions = np.where(np.isneginf(scores), -1, positions).astype(np.int64)
-    return positions, scores
-
-
 class _BaseIndex(Params):
-    """Checks, exclusion filtering and persistence around ``_build``/``_add``/``_candidates``."""
+    """Checks, tombstones, exclusion filtering and persistence around
+    ``_build``/``_add``/``_candidates``.
+
+    Tombstones are a ``bool`` buffer allocated at the first :meth:`remove` (an index that
+    never removes anything pays no byte and no mask), grown with the index; ``_changes``
+    counts adds and removals so that subclasses can cache what derives from them.
+    """
+
+    _live: np.ndarray | None = None  # capacity-grown buffer; alive = _live[:n_items]
+    _n_dead = 0
+    _changes = 0
 
     # -- hooks ----------------------------------------------------------------------
     def _build(self, vectors: np.ndarray) -> None:
@@ -96,7 +102,7 @@ class _BaseIndex(Params):
 
     def _candidates(self, queries: np.ndarray, fetch: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``fetch`` best items per query as ``(positions, scores)`` ``[q, fetch]``,
-        sorted by :func:`sort_results`, ``-1`` where the index found fewer."""
+        sorted by :func:`~leanrec.vectors.topk.sort_results`, ``-1`` where the index found fewer."""
         raise NotImplementedError
 
     def _n_items(self) -> int:
@@ -108,6 +114,7 @@ class _BaseIndex(Params):
         vectors = check_matrix(vectors, "vectors")
         self._check_params(vectors)
         self.dim_ = int(vectors.shape[1])
+        self._live, self._n_dead, self._changes = None, 0, self._changes + 1
         self._build(vectors)
         return self
 
@@ -119,6 +126,35 @@ class _BaseIndex(Params):
         vectors = check_matrix(vectors, "vectors", dim=self.dim_, allow_empty=True)
         if len(vectors):
             self._add(vectors)
+            self._changes += 1
+            live, n = self._live, self.n_items
+            if live is not None and len(live) < n:  # new positions are alive: grow by doubling
+                grown = np.ones(max(n, 2 * len(live)), bool)
+                grown[:len(live)] = live
+                self._live = grown
+        return self
+
+    def remove(self, positions):
+        """Tombstone these positions (repeats and already-removed ones are fine); returns self.
+
+        A removed item is never returned again; its position is not reused and the index
+        structure keeps it (an HNSW graph still routes through it), until a rebuild."""
+        self._check_built()
+        n = self.n_items
+        pos = np.asarray(positions).reshape(-1)
+        if pos.size == 0:
+            return self
+        if not np.issubdtype(pos.dtype, np.integer):
+            raise ValueError(f"positions to remove must be integers, got {pos.dtype}")
+        if pos.min() < 0 or pos.max() >= n:
+            raise ValueError(f"positions to remove must lie in 0..{n - 1}, got {int(pos.min())}..{int(pos.max())}")
+        if self._live is None:
+            self._live = np.ones(n, bool)
+        pos = np.unique(pos)
+        fresh = pos[self._live[pos]]
+        self._live[fresh] = False
+        self._n_dead += len(fresh)
+        self._changes += 1
         return self
 
     def _check_params(self, vectors: np.ndarray) -> None:
@@ -135,8 +171,30 @@ class _BaseIndex(Params):
 
     @property
     def n_items(self) -> int:
+        """Positions handed out so far, removed ones included."""
         self._check_built()
         return int(self._n_items())
+
+    @property
+    def n_alive(self) -> int:
+        """Positions not removed."""
+        return self.n_items - self._n_dead
+
+    @property
+    def alive(self) -> np.ndarray:
+        """``bool[n_items]``: True where not removed. A view of the tombstone buffer (made
+        here if no removal made it yet, so that a caller asking on every request, as the
+        service does, gets a view rather than a fresh array); do not write to it."""
+        n = self.n_items
+        if self._live is None:
+            self._live = np.ones(n, bool)
+        return self._live[:n]
+
+    def _allowed_mask(self, allowed: np.ndarray | None) -> np.ndarray | None:
+        """``alive & allowed`` as a fresh array, or None when every position is allowed."""
+        if allowed is None:
+            return None if self._n_dead == 0 else self.alive.copy()
+        return allowed & self.alive if self._n_dead else allowed.copy()
 
     @property
     def config(self) -> dict[str, Any]:
@@ -146,7 +204,7 @@ class _BaseIndex(Params):
     def _json_params(self) -> dict[str, Any]:
         return self.get_params()
 
-    def search(self, queries, k: int, *, exclude=None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries, k: int, *, exclude=None, allowed=None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` positions and scores per query; see the module docstring."""
         self._check_built()
         k = check_positive_int(k, "k")
@@ -154,23 +212,56 @@ class _BaseIndex(Params):
         n = self.n_items
         if n == 0:
             raise ValueError("the index is empty: add vectors before searching")
-        excl = _check_exclude(exclude, len(queries), n)
+        excl = check_exclude(exclude, len(queries), n)
+        allowed = check_allowed(allowed, n)
         if len(queries) == 0:
             return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
-        return self._search(queries, k, excl)
+        return self._search(queries, k, excl, allowed)
 
-    def _search(self, queries: np.ndarray, k: int, excl: list[np.ndarray] | None):
-        """Over-fetch, filter the excluded, fetch more for rows still short of ``k``.
+    def search_one(self, query, k: int, *, exclude=None, allowed=None) -> tuple[np.ndarray, np.ndarray]:
+        """One query ``[d]``, its exclusions as one position array: the best ``min(k,
+        allowed items)`` as ``(positions int64[m], scores float32[m])``, no padding; the same
+        answer as row 0 of :meth:`search`. This is the service's request: the exact and HNSW
+        indexes answer it on their kernels, with only the checks that cost no pass over the
+        data (a request's cost was measured in tens of microseconds before the protocol)."""
+        q = np.asarray(query, np.float32).reshape(1, -1)
+        pos, sc = self.search(q, k, exclude=None if exclude is None else [exclude], allowed=allowed)
+        keep = pos[0] >= 0
+        return pos[0][keep], sc[0][keep]
+
+    def _check_one(self, query, k, allowed) -> tuple[np.ndarray, int]:
+        """:meth:`search_one`'s checks: built, ``k``, the query's width and finiteness (its
+        sum: one pass over d numbers), ``allowed``'s shape. Returns (float32 query [d], k)."""
+        self._check_built()
+        k = check_positive_int(k, "k")
+        if type(query) is not np.ndarray or query.dtype != np.float32:
+            query = np.asarray(query, np.float32)
+        q = query.reshape(-1)  # a view of a contiguous query, else a contiguous copy
+        if len(q) != self.dim_:
+            raise ValueError(f"query has {len(q)} dimensions, expected {self.dim_}")
+        if not math.isfinite(q.sum()):
+            raise ValueError("query contains NaN or infinite values")
+        if allowed is not None:
+            check_allowed(allowed, self.n_items)
+        return q, k
+
+    def _search(self, queries: np.ndarray, k: int, excl: list[np.ndarray] | None,
+                allowed: np.ndarray | None):
+        """Over-fetch, filter the excluded, removed and not allowed, fetch more for rows
+        still short of ``k``.
 
         Starts at ``k + max(len(exclude_i))`` candidates (enough if the index returned
-        the true top list) and doubles, for the short rows only, until each row has
+        the true top list), scaled up by ``n_items / allowed items`` when tombstones or
+        ``allowed`` keep some out, and doubles, for the short rows only, until each row has
         ``k`` eligible items, the index returns fewer than asked (it found all it can),
         or the whole catalogue was asked for.
         """
         n = self.n_items
         nq = len(queries)
         max_ex = max((len(e) for e in excl), default=0) if excl is not None else 0
-        fetch = min(n, k + max_ex)
+        eligible = self._allowed_mask(allowed)
+        share = 1.0 if eligible is None else n / max(1, int(np.count_nonzero(eligible)))
+        fetch = min(n, int(np.ceil((k + max_ex) * share)))
         out_p = np.full((nq, k), -1, np.int64)
         out_s = np.full((nq, k), -np.inf, np.float32)
         todo = np.arange(nq)
@@ -180,6 +271,8 @@ class _BaseIndex(Params):
             keep = found.copy()
             if excl is not None:
                 keep &= ~_excluded_mask(pos, [excl[i] for i in todo], n)
+            if eligible is not None:
+                keep &= eligible[np.where(found, pos, 0)]
             order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
             p = np.take_along_axis(pos, order, axis=1)
             s = np.take_along_axis(sc, order, axis=1)
@@ -198,7 +291,16 @@ class _BaseIndex(Params):
         self._check_built()
         path = write_config(folder, "index", self, self._json_params(), {"dim": self.dim_})
         self._save_data(path)
+        if self._n_dead:
+            save_arrays(path, {"alive": self.alive})
         return path
+
+    def _load_tombstones(self, path: Path) -> None:
+        """``alive.npy`` if the saved index had removals (files from before tombstones have none)."""
+        self._changes += 1
+        if (path / "alive.npy").is_file():
+            self._live = np.array(load_array(path, "alive"), bool)
+            self._n_dead = int(len(self._live) - np.count_nonzero(self._live))
 
     def _save_data(self, path: Path) -> None:
         raise NotImplementedError
@@ -213,13 +315,16 @@ class _BaseIndex(Params):
     @classmethod
     def load(cls, folder: str | os.PathLike):
         """Read an index written by ``save``; refuses a folder holding another class."""
+        from .factory import load_index
+
         index = load_index(folder)
         if not isinstance(index, cls):
             raise ValueError(f"{os.fspath(folder)!r} holds a {type(index).__name__}, not a {cls.__name__}")
         return index
 
 
-def _check_exclude(exclude, n_queries: int, n_items: int) -> list[np.ndarray] | None:
+def check_exclude(exclude, n_queries: int, n_items: int) -> list[np.ndarray] | None:
+    """``exclude`` as one int64 position array per query, or ``ValueError`` naming the entry."""
     if exclude is None:
         return None
     if isinstance(exclude, np.ndarray) and exclude.ndim == 2:
@@ -236,12 +341,23 @@ def _check_exclude(exclude, n_queries: int, n_items: int) -> list[np.ndarray] | 
         if arr.size == 0:
             out.append(np.zeros(0, np.int64))
             continue
-        if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
+        if arr.ndim != 1 or arr.dtype.kind not in "iu":
             raise ValueError(f"exclude[{i}] must be a 1-D array of integer positions, got {arr.dtype} {arr.shape}")
         if arr.min() < 0 or arr.max() >= n_items:
             raise ValueError(f"exclude[{i}] has positions outside 0..{n_items - 1}")
-        out.append(arr.astype(np.int64))
+        out.append(arr.astype(np.int64, copy=False))
     return out
+
+
+def check_allowed(allowed, n_items: int) -> np.ndarray | None:
+    """``allowed`` as ``bool[n_items]`` (not copied), or ``ValueError``."""
+    if allowed is None:
+        return None
+    arr = np.asarray(allowed)
+    if arr.dtype != bool or arr.shape != (n_items,):
+        raise ValueError(f"allowed must be a bool array of one entry per item ({n_items}), "
+                         f"got {arr.dtype} {arr.shape}")
+    return arr
 
 
 def _excluded_mask(positions: np.ndarray, excl: list[np.ndarray], n_items: int) -> np.ndarray:
@@ -256,143 +372,6 @@ def _excluded_mask(positions: np.ndarray, excl: list[np.ndarray], n_items: int) 
         return np.zeros(positions.shape, bool)
     banned = np.repeat(rows, lens) * n_items + np.concatenate(excl)
     return np.isin(keys, banned) & (positions >= 0)
-
-
-def topk_columns(s: np.ndarray, k: int) -> np.ndarray:
-    """Column indices ``[rows, k]`` (ascending) of the k best entries of each row, ties
-    broken by lower column.
-
-    ``argpartition`` alone picks arbitrarily among entries equal to the k-th value, so
-    the threshold ``t`` is found with ``partition``, everything above it is kept and the
-    ties are filled in column order (a Python loop only over rows with surplus ties).
-    """
-    w = s.shape[1]
-    if w <= k:
-        return np.broadcast_to(np.arange(w), s.shape).copy()
-    t = np.partition(s, w - k, axis=1)[:, w - k][:, None]
-    gt = s > t
-    eq = s == t
-    need = k - gt.sum(axis=1)
-    sel = gt | eq
-    for r in np.flatnonzero(eq.sum(axis=1) > need):
-        ties = np.flatnonzero(eq[r])
-        sel[r, ties[need[r]:]] = False
-    return np.nonzero(sel)[1].reshape(len(s), k)
-
-
-class ExactIndex(_BaseIndex):
-    """Brute-force inner product, optionally over compressed codes: the reference.
-
-    Items are scored in blocks of ``chunk_items`` against ``chunk_queries`` queries at a
-    time, keeping a running top-k per query, so memory stays at one
-    ``chunk_queries x chunk_items`` block however large the catalogue (the defaults:
-    256 MB of float32). Results equal a full ``argsort`` with ties broken by position.
-
-    With ``codec`` (a :class:`~leanrec.vectors.codecs.VectorCodec` or a spec string such
-    as ``"int8"``), items are stored as codes and scored with ``codec.scores``. The index
-    works on a copy of the codec, fitted on the build vectors unless already fitted.
-    ``add`` encodes new items with the same (not refitted) codec.
-    """
-
-    def __init__(self, codec=None, chunk_items: int = 65536, chunk_queries: int = 1024):
-        self.codec = codec
-        self.chunk_items = chunk_items
-        self.chunk_queries = chunk_queries
-
-    @property
-    def name(self) -> str:
-        if self.codec is None:
-            return "exact"
-        codec = getattr(self, "codec_", None) or self._make_codec()
-        return f"exact-{codec.name}"
-
-    def _make_codec(self):
-        return make_codec(self.codec) if isinstance(self.codec, str) else self.codec
-
-    def _check_params(self, vectors):
-        check_positive_int(self.chunk_items, "chunk_items")
-        check_positive_int(self.chunk_queries, "chunk_queries")
-
-    def _build(self, vectors):
-        if self.codec is None:
-            self.codec_ = None
-            self.data_ = vectors.copy()
-            return
-        codec = copy.deepcopy(self._make_codec())
-        try:
-            fitted_dim = codec.dim_in
-        except (ValueError, AttributeError):
-            fitted_dim = None
-        if fitted_dim is None:
-            codec.fit(vectors)
-        elif fitted_dim != vectors.shape[1]:
-            raise ValueError(f"codec was fitted on {fitted_dim}-d vectors, vectors have {vectors.shape[1]}")
-        self.codec_ = codec
-        self.data_ = codec.encode(vectors)
-
-    def _add(self, vectors):
-        new = vectors.copy() if self.codec_ is None else self.codec_.encode(vectors)
-        self.data_ = np.concatenate([self.data_, new])
-
-    def _n_items(self):
-        return len(self.data_)
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the stored codes plus the codec's shared parameters."""
-        self._check_built()
-        extra = 0 if self.codec_ is None else int(getattr(self.codec_, "params_nbytes", 0))
-        return int(self.data_.nbytes) + extra
-
-    def _block_scores(self, q: np.ndarray, start: int, stop: int) -> np.ndarray:
-        block = self.data_[start:stop]
-        if self.codec_ is None:
-            return q @ block.T
-        return np.asarray(self.codec_.scores(q, block), np.float32)
-
-    def _search(self, queries, k, excl):
-        n = self.n_items
-        ci, cq = int(self.chunk_items), int(self.chunk_queries)
-        out_p = np.empty((len(queries), k), np.int64)
-        out_s = np.empty((len(queries), k), np.float32)
-        for q0 in range(0, len(queries), cq):
-            q = queries[q0:q0 + cq]
-            best_s = np.full((len(q), k), -np.inf, np.float32)
-            best_p = np.full((len(q), k), -1, np.int64)  # kept in position order
-            if excl is not None:
-                ex = excl[q0:q0 + cq]
-                ex_rows = np.repeat(np.arange(len(ex)), [len(e) for e in ex])
-                ex_cols = np.concatenate(ex) if ex else np.zeros(0, np.int64)
-            for i0 in range(0, n, ci):
-                i1 = min(n, i0 + ci)
-                block = self._block_scores(q, i0, i1)
-                if excl is not None and len(ex_cols):
-                    hit = (ex_cols >= i0) & (ex_cols < i1)
-                    block[ex_rows[hit], ex_cols[hit] - i0] = -np.inf
-                # best_p < every position of this block, so column order is position order.
-                both = np.concatenate([best_s, block], axis=1)
-                cols = topk_columns(both, k)
-                best_s = np.take_along_axis(both, cols, axis=1)
-                best_p = np.where(cols < k, np.take_along_axis(best_p, np.minimum(cols, k - 1), axis=1),
-                                  cols - k + i0)
-            out_p[q0:q0 + cq], out_s[q0:q0 + cq] = sort_results(best_p, best_s)
-        return out_p, out_s
-
-    # -- persistence ----------------------------------------------------------------
-    def _json_params(self):
-        params = self.get_params()
-        if params["codec"] is not None and not isinstance(params["codec"], str):
-            params["codec"] = self.name.removeprefix("exact-")  # the object itself is saved to codec/
-        return params
-
-    def _save_data(self, path):
-        save_arrays(path, {"data": self.data_})
-        if self.codec_ is not None:
-            self.codec_.save(path / "codec")
-
-    def _load_data(self, path):
-        self.data_ = load_array(path, "data")
-        self.codec_ = load_codec(path / "codec") if (path / "codec").is_dir() else None
 
 
 def recall_at_k(approx_positions, exact_positions, k: int = 10) -> float:
@@ -416,113 +395,3 @@ def recall_at_k(approx_positions, exact_positions, k: int = 10) -> float:
     return float(np.mean(values)) if values else 1.0
 
 
-# -- factory --------------------------------------------------------------------------
-
-#: The forms :func:`make_index` accepts (tokens in brackets are optional, any order).
-INDEX_SPECS = (
-    "exact",
-    "exact-<codec> (codec: " + ", ".join(CODEC_SPECS) + ")",
-    "hnsw[<M>][-ef<ef_search>][-efc<ef_construction>][-flat|-sq8|-fp16]  (e.g. hnsw32-ef64)",
-    "ivfpq[-nlist<n>][-pq<m>[x<nbits>]][-nprobe<n>][-refine[-fp32|-int8]][-kf<k_factor>]",
-    "binary-rescore[-int8|-fp32][-c<candidates>]",
-)
-
-
-def _bad_index_spec(spec: str, why: str = "") -> ValueError:
-    extra = f" ({why})" if why else ""
-    return ValueError(f"invalid index spec {spec!r}{extra}; valid forms: " + "; ".join(INDEX_SPECS))
-
-
-def make_index(spec: str) -> _BaseIndex:
-    """Build an unbuilt index from a spec string; see :data:`INDEX_SPECS`.
-
-    Examples: ``"exact"``, ``"exact-int8"``, ``"exact-pca128-int8"``, ``"hnsw"``,
-    ``"hnsw32-ef64"``, ``"hnsw16-sq8"``, ``"ivfpq"``, ``"ivfpq-nlist256-pq48-nprobe16"``,
-    ``"ivfpq-refine-int8"``, ``"binary-rescore-int8"``, ``"binary-rescore-fp32-c200"``.
-    An index's ``name`` is such a spec. Case-insensitive.
-    """
-    if not isinstance(spec, str):
-        raise TypeError(f"index spec must be a string, got {type(spec).__name__}")
-    s = spec.strip().lower()
-    if s == "exact":
-        return ExactIndex()
-    if s.startswith("exact-"):
-        try:
-            return ExactIndex(codec=make_codec(s.removeprefix("exact-")))
-        except ValueError as exc:
-            raise _bad_index_spec(spec, str(exc).split(";")[0]) from None
-    head, *tokens = s.split("-")
-    if m := re.fullmatch(r"hnsw(\d+)?", head):
-        from .faiss_index import HNSWIndex
-
-        kwargs: dict[str, Any] = {}
-        if m.group(1):
-            kwargs["M"] = int(m.group(1))
-        for t in tokens:
-            if mt := re.fullmatch(r"efc(\d+)", t):
-                kwargs["ef_construction"] = int(mt.group(1))
-            elif mt := re.fullmatch(r"ef(\d+)", t):
-                kwargs["ef_search"] = int(mt.group(1))
-            elif t in ("flat", "sq8", "fp16"):
-                kwargs["storage"] = t
-            else:
-                raise _bad_index_spec(spec, f"unknown token {t!r}")
-        return HNSWIndex(**kwargs)
-    if head == "ivfpq":
-        from .faiss_index import IVFPQIndex
-
-        kwargs = {}
-        it = iter(range(len(tokens)))
-        for i in it:
-            t = tokens[i]
-            if mt := re.fullmatch(r"nlist(\d+)", t):
-                kwargs["nlist"] = int(mt.group(1))
-            elif mt := re.fullmatch(r"pq(\d+)(?:x(\d+))?", t):
-                kwargs["m"] = int(mt.group(1))
-                if mt.group(2):
-                    kwargs["nbits"] = int(mt.group(2))
-            elif mt := re.fullmatch(r"nprobe(\d+)", t):
-                kwargs["nprobe"] = int(mt.group(1))
-            elif mt := re.fullmatch(r"kf(\d+)", t):
-                kwargs["k_factor"] = int(mt.group(1))
-            elif t == "refine":
-                kwargs["refine"] = "fp32"
-                if i + 1 < len(tokens) and tokens[i + 1] in ("fp32", "int8"):
-                    kwargs["refine"] = tokens[i + 1]
-                    next(it)
-            else:
-                raise _bad_index_spec(spec, f"unknown token {t!r}")
-        return IVFPQIndex(**kwargs)
-    if head == "binary" and tokens[:1] == ["rescore"]:
-        from .binary import BinaryRescoreIndex
-
-        kwargs = {}
-        for t in tokens[1:]:
-            if t in ("int8", "fp32"):
-                kwargs["rescore"] = t
-            elif mt := re.fullmatch(r"c(\d+)", t):
-                kwargs["candidates"] = int(mt.group(1))
-            else:
-                raise _bad_index_spec(spec, f"unknown token {t!r}")
-        return BinaryRescoreIndex(**kwargs)
-    raise _bad_index_spec(spec)
-
-
-def _index_classes() -> dict[str, type]:
-    from .binary import BinaryRescoreIndex
-    from .faiss_index import HNSWIndex, IVFPQIndex
-
-    return {c.__name__: c for c in (ExactIndex, HNSWIndex, IVFPQIndex, BinaryRescoreIndex)}
-
-
-def load_index(folder: str | os.PathLike) -> _BaseIndex:
-    """Load any index written by ``save`` (the class is read from ``index.json``)."""
-    path = Path(folder)
-    doc = read_config(path, "index")
-    cls = _index_classes().get(doc["class"])
-    if cls is None:
-        raise ValueError(f"unknown index class {doc['class']!r} in {os.fspath(folder)!r}")
-    index = cls._from_params(doc["params"], path)
-    index.dim_ = int(doc["state"]["dim"])
-    index._load_data(path)
-    return index
