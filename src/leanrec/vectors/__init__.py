@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from leanrec._lazy import lazy_attributes
 
-from ._base import NotFittedError
+from ..core.errors import NotFittedError
 from .codecs import (
     CODEC_SPECS,
     BinaryCodec,

@@ -7,8 +7,8 @@ constructor signature, so ``sklearn.base.clone`` works on these objects too).
 
 Every check raises a ``ValueError`` that names the offending argument, once, here, so all
 codecs and indexes reject bad input the same way. Using a codec or index before
-``fit``/``build`` raises :class:`NotFittedError`, which is both a ``ValueError`` and an
-``AttributeError`` (as scikit-learn's is).
+``fit``/``build`` raises :class:`leanrec.core.errors.NotFittedError` (a ``ValueError`` and an
+``AttributeError``, as scikit-learn's is).
 
 On disk every object is a folder with one ``<kind>.json`` (class, constructor parameters,
 small learned scalars, a format number) next to ``.npy`` arrays or a faiss index file: no
@@ -27,10 +27,6 @@ from typing import Any
 import numpy as np
 
 FORMAT_VERSION = 1
-
-
-class NotFittedError(ValueError, AttributeError):
-    """A codec used before ``fit`` or an index searched before ``build``."""
 
 
 class Params:

@@ -33,8 +33,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..core.errors import NotFittedError
 from ._base import (
-    NotFittedError,
     Params,
     check_choice,
     check_matrix,

@@ -120,8 +120,4 @@ def load_index(folder: str | os.PathLike) -> VectorIndex:
     cls = _index_classes().get(doc["class"])
     if cls is None:
         raise ValueError(f"unknown index class {doc['class']!r} in {os.fspath(folder)!r}")
-    index = cls._from_params(doc["params"], path)
-    index.dim_ = int(doc["state"]["dim"])
-    index._load_data(path)
-    index._load_tombstones(path)
-    return index
+    return cls.read(path, doc)

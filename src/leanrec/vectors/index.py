@@ -40,12 +40,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from ..core.errors import NotFittedError
 from ._base import (
-    NotFittedError,
     Params,
     check_matrix,
     check_positive_int,
     load_array,
+    read_config,
     save_arrays,
     write_config,
 )
@@ -313,14 +314,28 @@ class _BaseIndex(Params):
         return cls(**params)
 
     @classmethod
+    def read(cls, path: Path, doc: dict[str, Any]) -> "_BaseIndex":
+        """The index saved in ``path`` whose ``index.json`` is ``doc`` (of this class)."""
+        index = cls._from_params(doc["params"], path)
+        index.dim_ = int(doc["state"]["dim"])
+        index._load_data(path)
+        index._load_tombstones(path)
+        return index
+
+    @classmethod
     def load(cls, folder: str | os.PathLike):
         """Read an index written by ``save``; refuses a folder holding another class."""
-        from .factory import load_index
-
-        index = load_index(folder)
-        if not isinstance(index, cls):
-            raise ValueError(f"{os.fspath(folder)!r} holds a {type(index).__name__}, not a {cls.__name__}")
-        return index
+        path = Path(folder)
+        doc = read_config(path, "index")
+        family, todo = {cls}, [cls]
+        while todo:
+            for sub in todo.pop().__subclasses__():
+                family.add(sub)
+                todo.append(sub)
+        match = next((c for c in family if c.__name__ == doc["class"]), None)
+        if match is None:
+            raise ValueError(f"{os.fspath(folder)!r} holds a {doc['class']}, not a {cls.__name__}")
+        return match.read(path, doc)
 
 
 def check_exclude(exclude, n_queries: int, n_items: int) -> list[np.ndarray] | None:
