@@ -19,8 +19,8 @@ import time
 import numpy as np
 import pytest
 from sklearn.base import clone
-from sklearn.exceptions import NotFittedError
 
+from leanrec.core.errors import NotFittedError
 from leanrec.encoders import (
     CachedEncoder,
     EmbeddingCache,

@@ -10,6 +10,7 @@ import ast
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,3 +136,18 @@ def test_no_import_cycle():
 def test_the_layer_check_sees_direction(module, target, allowed):
     (lm, _), (lt, _) = _entry(module), _entry(target)
     assert (lt >= lm) is allowed
+
+
+def test_one_not_fitted_error_for_every_layer():
+    """Models, encoders, codecs and indexes raise the same class (leanrec.core.errors)."""
+    from leanrec.core.errors import NotFittedError
+    from leanrec.encoders import TfidfEncoder
+    from leanrec.models import EASE
+    from leanrec.vectors import ExactIndex, NotFittedError as VectorsNotFitted, make_codec
+
+    assert VectorsNotFitted is NotFittedError
+    for call in (lambda: EASE().score([1]), lambda: TfidfEncoder().encode(["a"]),
+                 lambda: ExactIndex().search(np.zeros((1, 4), np.float32), 1),
+                 lambda: make_codec("pq4").encode(np.zeros((1, 8), np.float32))):
+        with pytest.raises(NotFittedError):
+            call()
