@@ -36,7 +36,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
-sys.path.insert(0, str(HERE))
 
 
 def _run(tree: Path, args: list[str], log: Path, timeout: float) -> float:
@@ -128,12 +127,11 @@ def main() -> None:
     result = {"command": " ".join(sys.argv), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "old": old_rev, "new": f"{new_rev} (working tree)", "order": "old, new, new, old, ...",
               "python": platform.python_version()}
-    try:
-        from service_load import machine  # the CPU model and flags, as the load benchmark records them
+    from leanrec.cost.hardware import machine_info
 
-        result["machine"] = machine()
-    except Exception as exc:  # noqa: BLE001  (the figures stand without it)
-        result["machine"] = {"error": str(exc), "platform": platform.platform()}
+    info = machine_info()  # CPU model, instruction-set flags, cores, versions
+    result["machine"] = {"cpu_model": info["cpu_model"], "cores": info["logical_cores"],
+                         "flags": [f for f, on in info["flags"].items() if on], "packages": info["packages"]}
     try:
         if "explain" in parts:
             result["explain"] = explain(trees, work, args.rounds)
@@ -152,7 +150,8 @@ def main() -> None:
 def report(result: dict) -> str:
     lines = [f"# Side by side: {result['old'][:10]} (old) against {result['new'][:10]} (new)", "",
              f"{result['date']} · runs alternate {result['order']} · python {result['python']} · "
-             f"{json.dumps(result.get('machine', {}))[:300]}", ""]
+             f"{result['machine']['cpu_model']} ({result['machine']['cores']} cores; flags "
+             f"{' '.join(result['machine']['flags'])})", ""]
     if "explain" in result:
         lines += ["## Explanation cost (benchmarks/explain_cost.py), p50 ms, median over runs", "",
                   "| model | recommend old | recommend new | explain old | explain new | explain new/old |",

@@ -30,10 +30,11 @@ class EASEScorer(LiveScorer):
         """X: the users' known items as a binary CSR matrix over the model's rows (ascending
         columns, as the library's history matrix has them)."""
         cols = [np.unique(self.known_rows(u.seen)[1]) for u in users]
-        indptr = np.concatenate([[0], np.cumsum([len(c) for c in cols])])
-        indices = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+        indptr = np.concatenate([[0], np.cumsum([len(c) for c in cols])]).astype(np.int32)
+        indices = np.concatenate(cols).astype(np.int32) if cols else np.zeros(0, np.int32)
+        # int32 indices, no copy: scipy's checks cost as much as the product for one user
         return sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr),
-                             shape=(len(users), len(self.item_ids)))
+                             shape=(len(users), len(self.item_ids)), copy=False)
 
     def score(self, users, cat) -> np.ndarray:
         return self.to_catalogue(cat, np.asarray(self._rows(users) @ self.B, dtype=np.float32))

@@ -175,7 +175,7 @@ class LiveScorer:
         self.half_life = half_life
         self.meta = dict(meta or {})
         self.item_index = {i: k for k, i in enumerate(self.item_ids)}
-        self._layout: tuple = (None, -1, -1, None)
+        self._layout: tuple = (None, -1, -1, None, False)
 
     window: int = 0
     path: str = ""  # the folder it was loaded from
@@ -219,17 +219,19 @@ class LiveScorer:
     # -- the training catalogue laid over a live one ------------------------------------
     def model_positions(self, cat: LiveCatalogue) -> np.ndarray:
         """Catalogue position of each model item (-1 if not live), cached per catalogue version."""
-        key_cat, key_ver, key_n, arr = self._layout
+        key_cat, key_ver, key_n, arr, _ = self._layout
         if key_cat is cat and key_ver == cat.version and key_n == cat.n:
             return arr
         pos = cat.pos
         arr = np.fromiter((pos.get(i, -1) for i in self.item_ids), np.int64, count=len(self.item_ids))
-        self._layout = (cat, cat.version, cat.n, arr)
+        same = cat.n == len(arr) and bool(np.all(arr == np.arange(cat.n))) and bool(np.all(cat.alive))
+        self._layout = (cat, cat.version, cat.n, arr, same)
         return arr
 
     def identity(self, cat: LiveCatalogue) -> bool:
         """Whether the catalogue's positions are the model's rows, all alive (the library's)."""
-        return cat.n == len(self.item_ids) and bool(np.all(self.model_positions(cat) == np.arange(cat.n)))
+        self.model_positions(cat)
+        return self._layout[4]
 
     def to_catalogue(self, cat: LiveCatalogue, values: np.ndarray) -> np.ndarray:
         """Model-space values (last axis = model items) laid over catalogue positions; 0 where
