@@ -15,7 +15,7 @@ from sklearn.base import clone
 
 from ..data.history import user_vectors, weighted_items
 from .base import Recommender
-from .live import Decomposition, LiveScorer, encoder_spec, live_positions
+from .live import Decomposition, LiveScorer, encoder_spec
 
 
 def build_encoder(encoder, texts, cache="auto"):
@@ -46,7 +46,7 @@ class ContentScorer(LiveScorer):
     def query(self, user, cat) -> np.ndarray:
         if user.vector is not None:
             return np.asarray(user.vector, np.float32)
-        return self.queries([live_positions(cat, user.events)], cat.V)[0]
+        return self.queries([user.events_in(cat)], cat.V)[0]
 
     def queries(self, sequences, item_vectors: np.ndarray) -> np.ndarray:
         """U of many histories given as item positions (oldest first): what a batch job that
@@ -55,14 +55,14 @@ class ContentScorer(LiveScorer):
 
     def score(self, users, cat) -> np.ndarray:
         if all(u.vector is None for u in users):
-            U = self.queries([live_positions(cat, u.events) for u in users], cat.V)
+            U = self.queries([u.events_in(cat) for u in users], cat.V)
         else:
             U = np.stack([self.query(u, cat) for u in users]) if users else np.zeros((0, cat.V.shape[1]), np.float32)
         return U @ cat.V.T
 
     def history_weights(self, user, cat) -> tuple[list, np.ndarray]:
         """(distinct live history items as ids, ascending position; their weights w_j / Σw)."""
-        seq = live_positions(cat, user.events)
+        seq = user.events_in(cat)
         if not len(seq):
             return [], np.zeros(0)
         items, weights = weighted_items(seq, self.half_life)

@@ -26,18 +26,25 @@ class EASEScorer(LiveScorer):
         super().__init__(item_ids, popularity, **kw)
         self.B = np.ascontiguousarray(B, np.float32)
 
-    def _rows(self, users) -> sp.csr_matrix:
+    def _rows(self, users, cat) -> sp.csr_matrix:
         """X: the users' known items as a binary CSR matrix over the model's rows (ascending
         columns, as the library's history matrix has them)."""
-        cols = [np.unique(self.known_rows(u.seen)[1]) for u in users]
+        cols = [np.unique(self._seen_rows(u, cat)) for u in users]
         indptr = np.concatenate([[0], np.cumsum([len(c) for c in cols])]).astype(np.int32)
         indices = np.concatenate(cols).astype(np.int32) if cols else np.zeros(0, np.int32)
         # int32 indices, no copy: scipy's checks cost as much as the product for one user
         return sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr),
                              shape=(len(users), len(self.item_ids)), copy=False)
 
+    def _seen_rows(self, user, cat) -> np.ndarray:
+        """Model rows of the user's known items (from the positions the user carries when
+        ``cat`` is the training catalogue itself)."""
+        if user.on is not None and user.on[0] is cat and self.identity(cat):
+            return user.on[1]
+        return self.known_rows(user.seen)[1]
+
     def score(self, users, cat) -> np.ndarray:
-        return self.to_catalogue(cat, np.asarray(self._rows(users) @ self.B, dtype=np.float32))
+        return self.to_catalogue(cat, np.asarray(self._rows(users, cat) @ self.B, dtype=np.float32))
 
     def _history_rows(self, user, cat) -> tuple[np.ndarray, np.ndarray]:
         """(the user's known items as ids, their B rows over the catalogue positions), in

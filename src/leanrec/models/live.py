@@ -28,7 +28,7 @@ the kind), sentence-transformers style: each module saves and loads its own part
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Sequence
 
@@ -116,24 +116,40 @@ class LiveUser:
     order, repeats kept (at least the scorer's ``window`` of them where it has one);
     ``vector``: the content vector the caller keeps (the service's O(d) profile), None to
     compute it from ``history``; ``history``: every event in time order (the library's
-    training sequence; the service's stored history when it explains).
+    training sequence; the service's stored history when it explains); ``on``: (a catalogue,
+    the history's positions in it) when the caller has them already (the library's users on
+    its training catalogue), so scoring there looks no id up.
     """
 
     seen: tuple = ()
     recent: tuple = ()
     vector: np.ndarray | None = None
     history: tuple | None = None
+    on: tuple | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_sequence(cls, ids: Sequence) -> "LiveUser":
-        """A user whose whole history (oldest first) is known."""
+    def from_sequence(cls, ids: Sequence, on: tuple | None = None) -> "LiveUser":
+        """A user whose whole history (oldest first) is known (``on``: see the class)."""
         ids = tuple(ids)
-        return cls(tuple(dict.fromkeys(ids)), ids, None, ids)
+        return cls(tuple(dict.fromkeys(ids)), ids, None, ids, on)
 
     @property
     def events(self) -> tuple:
         """The full history where known, else the recent window."""
         return self.history if self.history is not None else self.recent
+
+    def events_in(self, cat: "LiveCatalogue") -> np.ndarray:
+        """Positions of the live items of :attr:`events` in ``cat``, oldest first."""
+        if self.on is not None and self.on[0] is cat:
+            return self.on[1]
+        return live_positions(cat, self.events)
+
+    def window_in(self, cat: "LiveCatalogue") -> np.ndarray:
+        """Positions of the live items of the recent window (the events where it is all of
+        them) in ``cat``, oldest first: what a sequence model reads."""
+        if self.on is not None and self.on[0] is cat and self.recent == self.history:
+            return self.on[1]
+        return live_positions(cat, self.recent or self.events)
 
 
 def live_positions(cat: LiveCatalogue, ids) -> np.ndarray:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .live import Decomposition, LiveScorer, encoder_spec, live_positions
+from .live import Decomposition, LiveScorer, encoder_spec
 
 SEQNET_FILE = "seqnet.pt"
 #: SequentialRecommender parameters that fix the network's shape and formulas.
@@ -111,7 +111,7 @@ class SequentialScorer(LiveScorer):
         import torch
 
         L = self.max_len
-        windows = [live_positions(cat, u.recent or u.events)[-L:] for u in users]  # the window the service keeps
+        windows = [u.window_in(cat)[-L:] for u in users]
         x = torch.zeros(len(users), L, self.dim)
         real = torch.zeros(len(users), L, dtype=torch.bool)
         for b, w in enumerate(windows):
