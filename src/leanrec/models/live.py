@@ -28,7 +28,7 @@ the kind), sentence-transformers style: each module saves and loads its own part
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, Sequence
 
@@ -108,7 +108,6 @@ class ItemCatalogue:
         return self._alive
 
 
-@dataclass(frozen=True)
 class LiveUser:
     """What a scorer may read about one user (item ids as the catalogue spells them).
 
@@ -118,23 +117,30 @@ class LiveUser:
     compute it from ``history``; ``history``: every event in time order (the library's
     training sequence; the service's stored history when it explains); ``on``: (a catalogue,
     the history's positions in it) when the caller has them already (the library's users on
-    its training catalogue), so scoring there looks no id up.
+    its training catalogue), so scoring there looks no id up. A user made from a sequence
+    derives ``seen`` only when a scorer asks: the library builds one per user per scoring
+    call, and most scorers never read it.
     """
 
-    seen: tuple = ()
-    recent: tuple = ()
-    vector: np.ndarray | None = None
-    history: tuple | None = None
-    on: tuple | None = field(default=None, compare=False, repr=False)
+    __slots__ = ("_seen", "recent", "vector", "history", "on")
+
+    def __init__(self, seen=(), recent=(), vector: np.ndarray | None = None, history=None,
+                 on: tuple | None = None):
+        self._seen, self.recent, self.vector, self.history, self.on = seen, recent, vector, history, on
 
     @classmethod
     def from_sequence(cls, ids: Sequence, on: tuple | None = None) -> "LiveUser":
         """A user whose whole history (oldest first) is known (``on``: see the class)."""
-        ids = tuple(ids)
-        return cls(tuple(dict.fromkeys(ids)), ids, None, ids, on)
+        return cls(None, ids, None, ids, on)
 
     @property
-    def events(self) -> tuple:
+    def seen(self) -> tuple:
+        if self._seen is None:
+            self._seen = tuple(dict.fromkeys(self.history))
+        return self._seen
+
+    @property
+    def events(self):
         """The full history where known, else the recent window."""
         return self.history if self.history is not None else self.recent
 
@@ -147,9 +153,12 @@ class LiveUser:
     def window_in(self, cat: "LiveCatalogue") -> np.ndarray:
         """Positions of the live items of the recent window (the events where it is all of
         them) in ``cat``, oldest first: what a sequence model reads."""
-        if self.on is not None and self.on[0] is cat and self.recent == self.history:
+        if self.on is not None and self.on[0] is cat and self.recent is self.history:
             return self.on[1]
-        return live_positions(cat, self.recent or self.events)
+        return live_positions(cat, self.recent if len(self.recent) else self.events)
+
+    def __repr__(self) -> str:
+        return f"LiveUser(events={len(self.events)}, vector={self.vector is not None})"
 
 
 def live_positions(cat: LiveCatalogue, ids) -> np.ndarray:
