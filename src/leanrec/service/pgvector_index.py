@@ -48,8 +48,8 @@ import numpy as np
 from sqlalchemy import Float, Integer, String, all_, any_, bindparam, literal, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from ..vectors._base import check_matrix, check_positive_int
-from ..vectors.index import check_allowed, check_exclude
+from ..vectors._base import check_matrix
+from ..vectors.index import check_search
 from .schema import items
 from .store import Store, StoreError
 
@@ -367,13 +367,7 @@ class PgVectorPositionIndex:
     def search(self, queries, k: int, *, exclude=None, allowed=None) -> tuple[np.ndarray, np.ndarray]:
         """The protocol's search: one SQL query per query row (:meth:`PgVectorIndex.search_ids`,
         exact fall-back included, so a short row means fewer items are allowed)."""
-        k = check_positive_int(k, "k")
-        queries = check_matrix(queries, "queries", dim=self.dim, allow_empty=True)
-        n = self.n_items
-        if n == 0:
-            raise ValueError("the index is empty: add vectors before searching")
-        excl = check_exclude(exclude, len(queries), n)
-        allowed = check_allowed(allowed, n)
+        queries, k, excl, allowed = check_search(queries, k, self.dim, self.n_items, exclude, allowed)
         ids, live_pos = self.source.ids, self.source.pos
         live = self.alive if allowed is not None else None
         out_p = np.full((len(queries), k), -1, np.int64)

@@ -208,13 +208,7 @@ class _BaseIndex(Params):
     def search(self, queries, k: int, *, exclude=None, allowed=None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` positions and scores per query; see the module docstring."""
         self._check_built()
-        k = check_positive_int(k, "k")
-        queries = check_matrix(queries, "queries", dim=self.dim_, allow_empty=True)
-        n = self.n_items
-        if n == 0:
-            raise ValueError("the index is empty: add vectors before searching")
-        excl = check_exclude(exclude, len(queries), n)
-        allowed = check_allowed(allowed, n)
+        queries, k, excl, allowed = check_search(queries, k, self.dim_, self.n_items, exclude, allowed)
         if len(queries) == 0:
             return np.zeros((0, k), np.int64), np.zeros((0, k), np.float32)
         return self._search(queries, k, excl, allowed)
@@ -336,6 +330,16 @@ class _BaseIndex(Params):
         if match is None:
             raise ValueError(f"{os.fspath(folder)!r} holds a {doc['class']}, not a {cls.__name__}")
         return match.read(path, doc)
+
+
+def check_search(queries, k, dim: int, n_items: int, exclude, allowed):
+    """The protocol's search arguments checked, once for every index: ``(queries float32[n,
+    dim], k, exclude as one position array per query or None, allowed bool[n_items] or None)``."""
+    k = check_positive_int(k, "k")
+    queries = check_matrix(queries, "queries", dim=dim, allow_empty=True)
+    if n_items == 0:
+        raise ValueError("the index is empty: add vectors before searching")
+    return queries, k, check_exclude(exclude, len(queries), n_items), check_allowed(allowed, n_items)
 
 
 def check_exclude(exclude, n_queries: int, n_items: int) -> list[np.ndarray] | None:
