@@ -8,7 +8,7 @@ from sklearn.base import clone
 from leanrec.data.schema import Dataset, Events, Items
 from leanrec.data.split import temporal_leave_one_out
 from leanrec.core.ranking import softmax
-from leanrec.data.history import decay_weights
+from leanrec.data.history import decay_weights, decayed_sum, user_vectors
 from leanrec.models import EASE, ContentRecommender, Hybrid, MostPopular
 from leanrec.models.learned_hybrid import LearnedHybrid
 from leanrec.models.sequential import SequentialRecommender
@@ -159,6 +159,24 @@ def test_content_user_vector_is_decayed_mean():
     assert np.allclose(decay_weights(3, None), [1, 1, 1])
     p = m.predict_proba(["a"])[0]
     assert np.allclose(p, softmax(np.array(V) @ U))
+
+
+@pytest.mark.parametrize("half_life", [0.5, 2.0, 8.0, None])
+def test_user_vectors_equal_one_decayed_sum_per_history(half_life):
+    """The batched product (one sparse weight matrix) gives the very float32 vector that
+    the service's running sum gives one history at a time: repeats, empty histories and
+    long histories included."""
+    rng = np.random.default_rng(3)
+    V = rng.standard_normal((50, 16)).astype(np.float32)
+    seqs = [rng.integers(0, 50, n) for n in (0, 1, 2, 7, 9, 130, 300)] + [np.array([4, 4, 4])]
+    got = user_vectors(seqs, V, half_life)
+    for seq, row in zip(seqs, got):
+        if len(seq):
+            total, weight = decayed_sum(V[seq], half_life)
+            assert np.array_equal(row, (total / weight).astype(np.float32))
+        else:
+            assert not row.any()
+    assert user_vectors([], V, half_life).shape == (0, 16)
 
 
 def test_content_scores_items_without_events():
