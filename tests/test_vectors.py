@@ -366,3 +366,30 @@ def test_recall_at_k():
         recall_at_k(approx[:2], exact, k=3)
     with pytest.raises(ValueError, match="k must be"):
         recall_at_k(approx, exact, k=0)
+
+
+def test_hnsw_search_one_from_many_threads_equals_one_thread():
+    """The walk reuses a per-thread bitmap buffer and faiss parameters: threads searching at
+    once (as the service's workers do) get exactly what one thread gets, and a grown index
+    or a larger k rebuilds or resizes the reused parameters."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from leanrec.vectors import HNSWIndex
+
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3000, 16)).astype(np.float32)
+    idx = HNSWIndex(M=16, ef_search=32).build(X)
+    queries = rng.standard_normal((64, 16)).astype(np.float32)
+    excludes = [rng.choice(3000, size=int(rng.integers(1, 40)), replace=False) for _ in range(64)]
+    expected = [idx.search_one(q, 10, exclude=e) for q, e in zip(queries, excludes)]
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            got = list(pool.map(lambda a: idx.search_one(a[0], 10, exclude=a[1]), zip(queries, excludes)))
+            for (p1, s1), (p2, s2) in zip(expected, got):
+                assert np.array_equal(p1, p2) and np.array_equal(s1, s2)
+    for q, e in zip(queries[:5], excludes[:5]):
+        pos, _ = idx.search_one(q, 50, exclude=e)  # k above ef_search: the walk widens to k
+        assert len(pos) == 50 and not set(pos) & set(e.tolist())
+    idx.add(rng.standard_normal((10, 16)).astype(np.float32))
+    pos, _ = idx.search_one(X[0], 3000, exclude=[0])  # the grown index: a fresh buffer
+    assert 0 not in pos and len(pos) <= 3009

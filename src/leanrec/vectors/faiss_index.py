@@ -13,6 +13,7 @@ changed after ``build`` (``index.ef_search = 128``) without rebuilding.
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 
@@ -146,11 +147,12 @@ class HNSWIndex(_FaissIndex):
 
     def search_one(self, query, k: int, *, exclude=None, allowed=None):
         """:meth:`~leanrec.vectors.index._BaseIndex.search_one` on the bitmap walk directly:
-        the service's hot path, with the same numpy work as before it had a protocol."""
+        the service's hot path (one user, their seen items excluded, no filter) in one
+        frame, with the same numpy work as before it had a protocol and the same checks."""
         q, k = self._check_one(query, k, allowed)
         n, ex = self.index_.ntotal, None
         if exclude is not None and len(exclude):
-            ex = np.asarray(exclude)
+            ex = exclude if type(exclude) is np.ndarray else np.asarray(exclude)
             if ex.dtype.kind not in "iu":
                 raise ValueError(f"exclude must hold integer positions, got {ex.dtype}")
         if allowed is not None:  # a filter: the excluded are cleared in the mask, repeats or not
@@ -159,11 +161,47 @@ class HNSWIndex(_FaissIndex):
             return self._select_one(q, k, ex, self._allowed_mask(allowed), ok_is_mine=True, n=n)
         if ex is None and self._n_dead == 0:
             return super().search_one(q, k)  # nothing to filter: faiss' plain search
+        bitmap, n_ok = self._live_bits(), n - self._n_dead
         if ex is not None:  # the bitmap's count needs them unique; sorted, the range is free
             ex = np.unique(ex)
             if ex[0] < 0 or ex[-1] >= n:
                 raise ValueError(f"exclude must hold positions in 0..{n - 1}")
-        return self._select_one(q, k, ex, None, ok_is_mine=True, n=n)
+            if self._n_dead:
+                ex = ex[self._live[ex]]
+            n_ok -= len(ex)
+        k = min(k, n_ok)
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        scratch = self._scratch(n, k)
+        if ex is not None:  # this thread's own bitmap buffer: the live bits, the excluded cleared
+            bitmap = scratch[1]
+            np.copyto(bitmap, self._live_bits())
+            np.bitwise_and.at(bitmap, ex >> 3, ~np.left_shift(1, ex & 7).astype(np.uint8))
+        if n_ok < max(SCAN_BELOW, n // SCAN_SHARE):
+            return self._scan(np.flatnonzero(np.unpackbits(bitmap, count=n, bitorder="little")), q, k)
+        if ex is None:  # tombstones only: the cached live bitmap, read in place
+            return self._walk(q, k, bitmap, n)
+        return self._walk(q, k, bitmap, n, scratch[2])
+
+    def _scratch(self, n: int, k: int) -> list:
+        """This thread's reusable [n, bitmap buffer (n/8 bytes), faiss search parameters
+        holding an ``IDSelectorBitmap`` over that buffer] for a walk of ``k``: faiss' Python
+        wrappers cost about as much to build these per search as the rest of the Python
+        around the walk. Rebuilt when the index grows; ``efSearch`` set when it changes."""
+        import faiss
+
+        tls = self.__dict__.get("_tls")
+        if tls is None:
+            tls = self.__dict__.setdefault("_tls", threading.local())
+        scratch = getattr(tls, "scratch", None)
+        ef = max(int(self.ef_search), k)
+        if scratch is None or scratch[0] != n:
+            buf = np.zeros((n + 7) // 8, np.uint8)
+            params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(n, faiss.swig_ptr(buf)), efSearch=ef)
+            scratch = tls.scratch = [n, buf, params, ef]
+        elif scratch[3] != ef:
+            scratch[2].efSearch = scratch[3] = ef
+        return scratch
 
     def _select_one(self, q: np.ndarray, k: int, ex: np.ndarray | None, ok: np.ndarray | None,
                     ok_is_mine: bool, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -198,17 +236,19 @@ class HNSWIndex(_FaissIndex):
             return self._scan(np.flatnonzero(ok), q, k)
         return self._walk(q, k, np.packbits(ok, bitorder="little"), n)
 
-    def _walk(self, q: np.ndarray, k: int, bitmap: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """faiss' HNSW search over the positions whose bit is set, ``efSearch >= k``."""
+    def _walk(self, q: np.ndarray, k: int, bitmap: np.ndarray, n: int, params=None) -> tuple[np.ndarray, np.ndarray]:
+        """faiss' HNSW search over the positions whose bit is set, ``efSearch >= k``
+        (``params``: ready ones whose selector reads ``bitmap``, from :meth:`_scratch`)."""
         import faiss
 
-        params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)),
-                                            efSearch=max(int(self.ef_search), k))
+        if params is None:
+            params = faiss.SearchParametersHNSW(sel=faiss.IDSelectorBitmap(n, faiss.swig_ptr(bitmap)),
+                                                efSearch=max(int(self.ef_search), k))
         D, I = self.index_.search(q[None, :], k, params=params)
         found = I[0] >= 0
         pos, sc = I[0][found].astype(np.int64), D[0][found].astype(np.float32)
-        s = sc.tolist()  # k numbers: a list compare is cheaper than numpy calls at this size
-        if any(a == b for a, b in zip(s, s[1:])):  # faiss sorts by score; ties go by position
+        s = sc.tolist()  # k numbers: a set is cheaper than numpy calls at this size
+        if len(set(s)) < len(s):  # faiss sorts by score (a tie is a repeat); ties go by position
             order = np.lexsort((pos, -sc))
             pos, sc = pos[order], sc[order]
         return pos, sc

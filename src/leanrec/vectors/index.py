@@ -227,8 +227,10 @@ class _BaseIndex(Params):
     def _check_one(self, query, k, allowed) -> tuple[np.ndarray, int]:
         """:meth:`search_one`'s checks: built, ``k``, the query's width and finiteness (its
         sum: one pass over d numbers), ``allowed``'s shape. Returns (float32 query [d], k)."""
-        self._check_built()
-        k = check_positive_int(k, "k")
+        if not hasattr(self, "dim_"):
+            self._check_built()
+        if type(k) is not int or k < 1:
+            k = check_positive_int(k, "k")
         if type(query) is not np.ndarray or query.dtype != np.float32:
             query = np.asarray(query, np.float32)
         q = query.reshape(-1)  # a view of a contiguous query, else a contiguous copy
