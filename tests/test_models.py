@@ -8,7 +8,7 @@ from sklearn.base import clone
 from leanrec.data.schema import Dataset, Events, Items
 from leanrec.data.split import temporal_leave_one_out
 from leanrec.core.ranking import softmax
-from leanrec.data.history import decay_weights, decayed_sum, user_vectors
+from leanrec.data.history import FEW_HISTORIES, decay_weights, decayed_sum, user_vectors
 from leanrec.models import EASE, ContentRecommender, Hybrid, MostPopular
 from leanrec.models.learned_hybrid import LearnedHybrid
 from leanrec.models.sequential import SequentialRecommender
@@ -168,8 +168,11 @@ def test_user_vectors_equal_one_decayed_sum_per_history(half_life):
     long histories included."""
     rng = np.random.default_rng(3)
     V = rng.standard_normal((50, 16)).astype(np.float32)
-    seqs = [rng.integers(0, 50, n) for n in (0, 1, 2, 7, 9, 130, 300)] + [np.array([4, 4, 4])]
+    seqs = [rng.integers(0, 50, n) for n in (0, 1, 2, 7, 9, 130, 300)] * 3 + [np.array([4, 4, 4])]
+    assert len(seqs) > FEW_HISTORIES  # the batched product, and below: one history at a time
     got = user_vectors(seqs, V, half_life)
+    for k in range(4):
+        assert np.array_equal(user_vectors(seqs[k:k + 1], V, half_life)[0], got[k])
     for seq, row in zip(seqs, got):
         if len(seq):
             total, weight = decayed_sum(V[seq], half_life)

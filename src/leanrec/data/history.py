@@ -88,11 +88,17 @@ def decayed_sum(vectors: np.ndarray, half_life: float | None) -> tuple[np.ndarra
     return w @ vectors, float(w.sum())
 
 
+#: up to this many histories, :func:`user_vectors` sums each one's rows (O(events)); above
+#: it, one sparse product reads the whole catalogue in float64 once (O(items · d)), which
+#: costs more than it saves for one user (measured: 0.48 -> 0.89 ms per recommend at 1,682 items)
+FEW_HISTORIES = 16
+
+
 def user_vectors(sequences: Iterable[np.ndarray], item_vectors: np.ndarray, half_life: float | None) -> np.ndarray:
     """U for each history (item positions, oldest first) as float32[n, d]; zeros for an
     empty history.
 
-    All histories at once: one sparse (users × items) matrix of decay weights times the
+    Many histories at once: one sparse (users × items) matrix of decay weights times the
     item vectors in float64. Each row accumulates Σ_j w_j V_j oldest first, as
     :func:`decayed_sum` does one history at a time, and divides by the same Σw (computed
     per history length), so the result is the same float32 vector; one product instead
@@ -102,6 +108,12 @@ def user_vectors(sequences: Iterable[np.ndarray], item_vectors: np.ndarray, half
     sequences = [np.asarray(s) for s in sequences]
     n, d = len(sequences), item_vectors.shape[1]
     out = np.zeros((n, d), np.float32)
+    if n <= FEW_HISTORIES:  # a service or explanation call: gather the rows, not the catalogue
+        for k, seq in enumerate(sequences):
+            if len(seq):
+                total, weight = decayed_sum(item_vectors[seq], half_life)
+                out[k] = total / weight
+        return out
     lengths = np.fromiter((len(s) for s in sequences), np.int64, count=n)
     if not lengths.sum():
         return out

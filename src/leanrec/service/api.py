@@ -1,5 +1,5 @@
 """The HTTP app over :class:`~leanrec.service.core.RecService`: :func:`create_app` wires the
-routers of :mod:`.routes` (one per resource), the middleware and the start-up.
+routes of :mod:`.routes` (one module per resource), the middleware and the start-up.
 
 It parses, authorises and serialises; nothing else. Conventions a client can rely on:
 
@@ -30,7 +30,7 @@ from .config import ServiceConfig
 from .core import RecService
 from .metrics import Metrics
 from .middleware import BodyLimit, Timing
-from .routes import Http, routers
+from .routes import Http, add_routes
 from .routes.deps import add_error_handlers, settle_garbage_collector
 
 __all__ = ["create_app", "settle_garbage_collector"]
@@ -60,8 +60,7 @@ def create_app(config: ServiceConfig, *, encoder=None, start_in_background: bool
     app.state.service = service
     app.state.metrics = metrics
     add_error_handlers(app)
-    for router in routers(Http(service, config, metrics)):
-        app.include_router(router)
+    add_routes(app.router, Http(service, config, metrics))
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     app.add_middleware(Timing, metrics=metrics)
     return app

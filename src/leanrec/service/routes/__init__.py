@@ -1,8 +1,11 @@
-"""The HTTP routes, one router per resource, built per app over its :class:`~.deps.Http`
-(the service, its config, the key-scope and readiness dependencies).
+"""The HTTP routes, one module per resource, each adding its routes to the app's router
+over an :class:`~.deps.Http` (the service, its config, the key-scope and readiness
+dependencies).
 
-:func:`routers` lists them in the order the app includes them, which is the order of the
-paths in ``/openapi.json``.
+:func:`add_routes` adds them in the order of the paths in ``/openapi.json``. They go on the
+app's own router, not through ``include_router``: FastAPI (0.165) matches an included
+router's routes through a lazily built wrapper per request, which cost ~20 µs of a ~500 µs
+request (15 extra route checks) in the in-process ASGI benchmark.
 """
 
 from fastapi import APIRouter
@@ -10,8 +13,9 @@ from fastapi import APIRouter
 from . import admin, events, experiments, health, items, users
 from .deps import Http
 
-__all__ = ["Http", "routers"]
+__all__ = ["Http", "add_routes"]
 
 
-def routers(http: Http) -> list[APIRouter]:
-    return [module.router(http) for module in (items, events, users, experiments, admin, health)]
+def add_routes(router: APIRouter, http: Http) -> None:
+    for module in (items, events, users, experiments, admin, health):
+        module.add_routes(router, http)

@@ -7,8 +7,8 @@ from .bodies import SWAP, documents
 from .deps import Http, json_response, read_body, settle_garbage_collector, unprocessable, validate
 
 
-def router(http: Http) -> APIRouter:
-    routes, Svc, read, write = APIRouter(), http.Svc, http.read, http.write
+def add_routes(routes: APIRouter, http: Http) -> None:
+    Svc, read, write = http.Svc, http.read, http.write
 
     @routes.get("/model", dependencies=[read], tags=["model"])
     async def get_model(svc: Svc):
@@ -25,4 +25,3 @@ def router(http: Http) -> APIRouter:
         settle_garbage_collector()
         return json_response(info)
 
-    return routes

@@ -12,8 +12,8 @@ from .bodies import ANY_EVENTS, EVENTS, documents
 from .deps import Http, json_response, read_body, unprocessable, validate
 
 
-def router(http: Http) -> APIRouter:
-    routes, Svc, write, config = APIRouter(), http.Svc, http.write, http.config
+def add_routes(routes: APIRouter, http: Http) -> None:
+    Svc, write, config = http.Svc, http.write, http.config
 
     @routes.post("/events", dependencies=[write], tags=["events"], openapi_extra=documents(ANY_EVENTS),
             summary="Append one event, a list of events, or {\"events\": [...]} (all or nothing)")
@@ -45,4 +45,3 @@ def router(http: Http) -> APIRouter:
                     err["loc"] = ["body"] + err["loc"][3:]
             raise unprocessable(exc.errors) from None
 
-    return routes

@@ -6,8 +6,8 @@ from .bodies import EXPERIMENT, documents
 from .deps import Http, call, json_response, read_body, validate
 
 
-def router(http: Http) -> APIRouter:
-    routes, Svc, read, write = APIRouter(), http.Svc, http.read, http.write
+def add_routes(routes: APIRouter, http: Http) -> None:
+    Svc, read, write = http.Svc, http.read, http.write
 
     @routes.post("/experiments", dependencies=[write], tags=["experiments"], status_code=201,
             openapi_extra=documents(EXPERIMENT), summary="Start an A/B test or an interleaving comparison")
@@ -34,4 +34,3 @@ def router(http: Http) -> APIRouter:
     async def experiment_report(experiment_id: str, svc: Svc):
         return json_response(await call(svc.experiment_report, experiment_id, thread=True))
 
-    return routes

@@ -8,8 +8,8 @@ from fastapi.responses import Response
 from .deps import Http, json_response
 
 
-def router(http: Http) -> APIRouter:
-    routes, service, metrics = APIRouter(), http.service, http.metrics
+def add_routes(routes: APIRouter, http: Http) -> None:
+    service, metrics = http.service, http.metrics
 
     @routes.get("/healthz", tags=["operations"])
     async def healthz():
@@ -29,4 +29,3 @@ def router(http: Http) -> APIRouter:
         stats = service.stats() if service.ready else {}
         return Response(metrics.render(stats), media_type="text/plain; version=0.0.4")
 
-    return routes

@@ -10,8 +10,8 @@ from .bodies import ANY_ITEMS, ID, ITEM, ITEMS, documents
 from .deps import Http, call, json_response, read_body, validate
 
 
-def router(http: Http) -> APIRouter:
-    routes, Svc, read, write = APIRouter(), http.Svc, http.read, http.write
+def add_routes(routes: APIRouter, http: Http) -> None:
+    Svc, read, write = http.Svc, http.read, http.write
 
     @routes.put("/items/{item_id}", dependencies=[write], tags=["items"], openapi_extra=documents(ITEM),
            summary="Create or replace an item; it is encoded and recommendable when this returns")
@@ -50,4 +50,3 @@ def router(http: Http) -> APIRouter:
                       filter: Annotated[list[str] | None, Query(description="field:value, e.g. genres:Comedy")] = None):
         return json_response(await call(svc.similar, item_id, k, parse_filters(filter)))
 
-    return routes

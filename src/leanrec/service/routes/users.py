@@ -8,8 +8,8 @@ from ..inputs import parse_filters
 from .deps import Http, call, json_response
 
 
-def router(http: Http) -> APIRouter:
-    routes, Svc, read = APIRouter(), http.Svc, http.read
+def add_routes(routes: APIRouter, http: Http) -> None:
+    Svc, read = http.Svc, http.read
 
     @routes.get("/users/{user_id}/recommendations", dependencies=[read], tags=["recommendations"],
            summary="Top-k items for a user (a cold-start list for unknown users)")
@@ -29,4 +29,3 @@ def router(http: Http) -> APIRouter:
         return json_response(await call(svc.recommend, user_id, k, exclude_seen, filters,
                                         thread=not svc.is_cached(user_id)))
 
-    return routes
