@@ -76,10 +76,18 @@ def test_every_registered_kind_has_a_case_here():
     assert set(SCORERS) <= set(FACTORIES) | {CoCountScorer.kind}, "add a factory for the new kind"
 
 
-@pytest.mark.parametrize("kind", sorted(FACTORIES))
-def test_the_service_serves_what_the_library_evaluated(tmp_path, kind):
+#: configurations of a kind that change what its scorer reads (same kind, other code path)
+VARIANTS = {
+    "sequential-id-only": ("sequential", lambda ds: SequentialRecommender(
+        use_text=False, item_ids=True, pooling="sasrec", dim=16, max_len=10, max_epochs=2).fit(ds)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FACTORIES) + sorted(VARIANTS))
+def test_the_service_serves_what_the_library_evaluated(tmp_path, case):
     ds = make_dataset(n_users=40, n_items=40, seed=5)
-    lib = FACTORIES[kind](ds)
+    kind, factory = VARIANTS.get(case, (case, FACTORIES.get(case)))
+    lib = factory(ds)
     _name_encoders(lib)
     folder = save_model(lib, tmp_path / "model", name=kind)
     assert load_model_folder(folder).kind == kind

@@ -283,6 +283,12 @@ class LiveScorer:
         return known, np.fromiter((index[i] for i in known), np.int64, count=len(known))
 
     # -- folders ------------------------------------------------------------------------
+    @classmethod
+    def needs_encoder(cls, config: dict) -> bool:
+        """Whether a saved folder of this kind must name its text encoder (it reads the
+        profile the service keeps, or scores items from their text)."""
+        return cls.uses_profile or cls.scores_new_items
+
     def _config(self) -> dict[str, Any]:
         """The kind's own JSON fields (beyond the common ones)."""
         return {}

@@ -88,8 +88,7 @@ def load_scorer(folder: str | os.PathLike, *, component: bool = False) -> LiveSc
     if len(popularity) != len(ids):
         raise ValueError(f"{path}: popularity.npy has {len(popularity)} rows, item_ids.json {len(ids)}")
     cls = SCORERS[kind]
-    needs_encoder = cls.uses_profile or cls.scores_new_items
-    if needs_encoder and not isinstance(config.get("encoder"), dict):
+    if cls.needs_encoder(config) and not isinstance(config.get("encoder"), dict):
         raise ValueError(f"{cfg_path}: a {kind} model needs an 'encoder' object")
     scorer = cls._from_folder(path, config, [str(i) for i in ids], np.asarray(popularity, np.float64),
                               load=lambda sub: load_scorer(sub, component=True))

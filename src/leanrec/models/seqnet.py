@@ -3,7 +3,9 @@
 One item tower, three user towers. Every item is represented from its *frozen text
 vector* T_i through a learned projection, E_i = W T_i (+ an optional ID embedding for
 items that have training events), so a brand-new item gets a vector the moment its text
-is encoded, with no retraining. A user's state after each position of their history is
+is encoded, with no retraining. ``use_text=False`` drops the text path: E_i is the ID
+embedding alone (zero for an item without training events), the published ID-only
+SASRec that every text-aware model is measured against. A user's state after each position of their history is
 one of:
 
 * ``mean`` — the time-decayed mean of the projected history vectors (the content
@@ -56,7 +58,7 @@ class SeqNet(nn.Module):
 
     def __init__(self, text: torch.Tensor, has_events: torch.Tensor, *, pooling: str, dim: int, max_len: int,
                  layers: int = 2, heads: int = 1, dropout: float = 0.2, item_ids: bool = False,
-                 half_life: float = 8.0) -> None:
+                 half_life: float = 8.0, use_text: bool = True) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
@@ -65,10 +67,11 @@ class SeqNet(nn.Module):
         self.max_len = max_len
         self.register_buffer("text", text.float())
         self.register_buffer("has_events", has_events.bool())
-        self.proj = nn.Linear(text.shape[1], dim)
+        # use_text=False: the ID-only model (SASRec as published), the baseline text must beat
+        self.proj = nn.Linear(text.shape[1], dim) if use_text else None
         self.ids = nn.Embedding(self.n_items, dim) if item_ids else None
         if self.ids is not None:
-            nn.init.normal_(self.ids.weight, std=0.01)
+            nn.init.normal_(self.ids.weight, std=0.01 if use_text else 0.02)
         self.drop = nn.Dropout(dropout)
         if pooling == "mean":
             age = torch.arange(max_len, dtype=torch.float32)
@@ -95,6 +98,8 @@ class SeqNet(nn.Module):
         """E: float[n_items, dim]. ID embeddings only for items with training events
         (and, in training, only for the items ``keep_ids`` keeps: ID dropout teaches the
         text path to stand alone, which is all a new item has)."""
+        if self.proj is None:  # ID-only: an item without training events has no vector (zeros)
+            return self.ids.weight * self.has_events[:, None].to(self.ids.weight.dtype)
         table = self.proj(self.text)
         if self.ids is not None:
             use = self.has_events if keep_ids is None else self.has_events & keep_ids

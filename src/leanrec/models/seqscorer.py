@@ -29,7 +29,9 @@ from .live import Decomposition, LiveScorer, encoder_spec
 
 SEQNET_FILE = "seqnet.pt"
 #: SequentialRecommender parameters that fix the network's shape and formulas.
-SEQNET_CONFIG = ("pooling", "dim", "max_len", "layers", "heads", "dropout", "item_ids", "half_life")
+SEQNET_CONFIG = ("pooling", "dim", "max_len", "layers", "heads", "dropout", "item_ids", "half_life", "use_text")
+#: what a folder saved before a key existed means by its absence
+SEQNET_DEFAULTS = {"use_text": True}
 _BUFFERS = ("text", "has_events")  # the training catalogue's: the scorer reads the live one's texts
 BATCH = 512  # users per forward pass
 #: how each pooling's score splits, as explanations name it
@@ -58,6 +60,7 @@ class SequentialScorer(LiveScorer):
         self.pooling = config["pooling"]
         self.window = 2 * self.max_len  # twice the window: the newest max_len *live* items survive some deletions
         shape = {k: config[k] for k in ("pooling", "dim", "max_len", "layers", "heads", "dropout", "half_life")}
+        shape["use_text"] = bool(config.get("use_text", True))
         with torch.random.fork_rng(devices=[]):  # the skeleton's random init must not move the caller's seed
             net = SeqNet(torch.zeros(1, int(config["text_dim"])).expand(self.max_len, -1),
                          torch.zeros(self.max_len, dtype=torch.bool), item_ids=False, **shape)
@@ -66,6 +69,7 @@ class SequentialScorer(LiveScorer):
         if unexpected or set(missing) - set(_BUFFERS):
             raise ValueError(f"sequential weights do not fit the network (missing {missing}, unexpected {unexpected})")
         self.net = net.eval()
+        self.scores_new_items = shape["use_text"]  # ID-only: an unseen item has no vector
         ids = state.get("ids.weight") if config["item_ids"] else None
         self.id_weights = None if ids is None else ids.float().numpy()
         trained = state.get("has_events")
@@ -92,8 +96,11 @@ class SequentialScorer(LiveScorer):
             grown[:start] = buf[:start]
             buf = grown
         if cat.n > start:
-            with torch.no_grad():
-                rows = self.net.proj(torch.from_numpy(np.ascontiguousarray(cat.V[start:cat.n]))).float().numpy()
+            if self.net.proj is None:  # ID-only: an item it never trained on has no vector
+                rows = np.zeros((cat.n - start, self.dim), np.float32)
+            else:
+                with torch.no_grad():
+                    rows = self.net.proj(torch.from_numpy(np.ascontiguousarray(cat.V[start:cat.n]))).float().numpy()
             if self.id_weights is not None:
                 k = np.fromiter((self.item_index.get(i, -1) for i in cat.ids[start:cat.n]), np.int64,
                                 count=cat.n - start)
@@ -182,7 +189,14 @@ class SequentialScorer(LiveScorer):
         return np.asarray([cat.ids[p] for p in hist], dtype=object), means, b_mean, 0.0
 
     # -- folders ------------------------------------------------------------------------
+    @classmethod
+    def needs_encoder(cls, config: dict) -> bool:
+        seqnet = config.get("seqnet")
+        return not isinstance(seqnet, dict) or bool(seqnet.get("use_text", True))
+
     def _config(self) -> dict:
+        if not self.config.get("use_text", True):  # ID-only: no text, no encoder
+            return {"seqnet": self.config, "encoder": None}
         return {"seqnet": self.config, "encoder": encoder_spec(self.encoder, "sequential model")}
 
     def _save_arrays(self, folder: Path) -> None:
@@ -215,6 +229,7 @@ def read_seqnet(path: Path, config: dict, popularity: np.ndarray) -> dict:
         raise ValueError(f"{file}: not a readable torch weights file ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{file}: expected a state dict of tensors")
+    config = {**SEQNET_DEFAULTS, **config}
     need = ("text_dim", "n_items", *SEQNET_CONFIG)
     missing = [k for k in need if k not in config]
     if missing:

@@ -81,7 +81,9 @@ class SequentialRecommender(Recommender):
     training; ``half_life`` (mean pooling, in events); ``lr``, ``weight_decay``,
     ``batch_size`` (windows); ``max_epochs``, ``patience``, ``time_budget_s``;
     ``mask_seen``; ``precision`` fp32 | bf16; ``seed``; ``threads`` (torch intra-op
-    threads during fit and scoring; None leaves torch's setting); ``on_epoch`` — called with
+    threads during fit and scoring; None leaves torch's setting); ``use_text`` — False: no
+    text path at all, items are ID embeddings only (the ID-only SASRec baseline; needs
+    ``item_ids``; no encoder is loaded); ``on_epoch`` — called with
     each epoch's record (epoch, train loss, valid NDCG@10, seconds), for progress display.
     """
 
@@ -90,7 +92,7 @@ class SequentialRecommender(Recommender):
                  id_dropout: float = 0.5, half_life: float = 8.0, lr: float = 3e-3, weight_decay: float = 0.0,
                  batch_size: int = 128, max_epochs: int = 200, patience: int = 10, time_budget_s: float = 300.0,
                  mask_seen: bool = True, precision: str = "fp32", seed: int = 42, threads: int | None = 1,
-                 cache="auto", temperature: float = 1.0, on_epoch=None):
+                 cache="auto", temperature: float = 1.0, use_text: bool = True, on_epoch=None):
         self.encoder = encoder
         self.pooling = pooling
         self.dim = dim
@@ -113,9 +115,13 @@ class SequentialRecommender(Recommender):
         self.threads = threads
         self.cache = cache
         self.temperature = temperature
+        self.use_text = use_text
         self.on_epoch = on_epoch
 
-    scores_new_items = True  # item vectors come from text: new items score at once
+    @property
+    def scores_new_items(self) -> bool:
+        """Item vectors come from text, so new items score at once; not for ID-only."""
+        return bool(self.use_text)
 
     # -- checks ---------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -127,6 +133,8 @@ class SequentialRecommender(Recommender):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.use_text and not self.item_ids:
+            raise ValueError("use_text=False needs item_ids=True: the items need text or ID embeddings")
         if self.dim % self.heads:
             raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
         for name in ("dropout", "id_dropout"):
@@ -146,9 +154,13 @@ class SequentialRecommender(Recommender):
     # -- fit ------------------------------------------------------------------------
     def _fit(self, dataset) -> None:
         self._check_params()
-        texts = dataset.items.texts
-        self.encoder_ = build_encoder(self.encoder, texts, self.cache)
-        self.text_vectors_ = np.asarray(self.encoder_.encode(texts), np.float32)
+        if self.use_text:
+            texts = dataset.items.texts
+            self.encoder_ = build_encoder(self.encoder, texts, self.cache)
+            self.text_vectors_ = np.asarray(self.encoder_.encode(texts), np.float32)
+        else:  # ID-only: no encoder, a zero-width text table
+            self.encoder_ = None
+            self.text_vectors_ = np.zeros((len(dataset.items), 0), np.float32)
         with self._threads():
             self._train()
 
@@ -175,7 +187,8 @@ class SequentialRecommender(Recommender):
         n_items = len(self.items_)
         net = SeqNet(torch.from_numpy(self.text_vectors_), torch.from_numpy(self.history_.item_counts > 0),
                      pooling=self.pooling, dim=self.dim, max_len=self.max_len, layers=self.layers, heads=self.heads,
-                     dropout=self.dropout, item_ids=self.item_ids, half_life=self.half_life)
+                     dropout=self.dropout, item_ids=self.item_ids, half_life=self.half_life,
+                     use_text=self.use_text)
         fit_seqs, val_rows, val_items = self._holdout()
         inputs, targets, owner = windows(fit_seqs, self.max_len, n_items)
         seen = [np.unique(s) for s in fit_seqs]
@@ -209,7 +222,7 @@ class SequentialRecommender(Recommender):
                 x = torch.from_numpy(inputs[batch])
                 y = torch.from_numpy(targets[batch])
                 keep = None
-                if self.item_ids and self.id_dropout > 0:
+                if self.item_ids and self.use_text and self.id_dropout > 0:
                     keep = torch.rand(n_items) >= self.id_dropout
                 with autocast():
                     table = net.item_table(keep)
@@ -298,16 +311,16 @@ class SequentialRecommender(Recommender):
         net = self.net_
         config = {k: getattr(self, k) for k in SEQNET_CONFIG}
         config = {k: v.item() if hasattr(v, "item") else v for k, v in config.items()}
-        config.update(text_dim=int(net.proj.in_features), n_items=int(net.n_items))
+        config.update(text_dim=int(net.text.shape[1]), n_items=int(net.n_items))
         params = {k: v for k, v in self.get_params(deep=False).items()
                   if v is None or isinstance(v, (bool, int, float, str))}
         training = {k: v for k, v in getattr(self, "training_", {}).items() if k != "history"}
         return SequentialScorer(self.items_.ids, self.history_.item_counts, config, scorer_state(net),
-                                temperature=self.temperature, encoder=self.encoder,
+                                temperature=self.temperature, encoder=self.encoder if self.use_text else None,
                                 meta={"params": params, "training": training})
 
-    def _catalogue_vectors(self) -> np.ndarray:
-        return self.text_vectors_
+    def _catalogue_vectors(self) -> np.ndarray | None:
+        return self.text_vectors_ if self.use_text else None
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         with self._threads():
