@@ -54,23 +54,35 @@ class EASEScorer(LiveScorer):
     def score(self, users, cat) -> np.ndarray:
         return self.to_catalogue(cat, np.asarray(self._rows(users, cat) @ self.B, dtype=np.float32))
 
-    def _history_rows(self, user, cat) -> tuple[np.ndarray, np.ndarray]:
-        """(the user's known items as ids, their B rows over the catalogue positions), in
-        ascending model row order."""
-        known, rows = self.known_rows(user.seen)
-        order = np.argsort(rows, kind="stable")
-        ids = np.asarray(known, dtype=object)[order]
-        return ids, self.to_catalogue(cat, self.B[rows[order]].astype(np.float64))
+    def _history_weights(self, user, cat, positions) -> tuple[np.ndarray, np.ndarray]:
+        """(the user's known items as ids, their B weights toward the catalogue ``positions``
+        as float64 [history, positions]; 0 toward an item the model never saw), in ascending
+        model row order. Reads only the asked columns of B."""
+        if user.on is not None and user.on[0] is cat and self.identity(cat):  # positions are model rows
+            rows = np.unique(user.on[1])
+            ids = cat.id_array[rows]
+        else:
+            known, rows = self.known_rows(user.seen)
+            order = np.argsort(rows, kind="stable")
+            ids, rows = np.asarray(known, dtype=object)[order], rows[order]
+        cols = self.model_columns(cat, positions)
+        ok = cols >= 0
+        weights = np.zeros((len(rows), len(cols)))
+        if ok.all():
+            weights[:] = self.B[np.ix_(rows, cols)]
+        elif ok.any():
+            weights[:, ok] = self.B[np.ix_(rows, cols[ok])]
+        return ids, weights
 
     def decompose(self, user, cat, positions) -> Decomposition:
         """score_i = Σ_j X_uj B_ji over the user's (binary) history: exact."""
-        ids, rows = self._history_rows(user, cat)
+        ids, weights = self._history_weights(user, cat, positions)
         n = len(positions)
-        return Decomposition(ids, rows[:, positions], np.zeros(n), np.zeros(n), self.explain_method)
+        return Decomposition(ids, weights, np.zeros(n), np.zeros(n), self.explain_method)
 
     def decompose_mean(self, user, cat, columns):
-        ids, rows = self._history_rows(user, cat)
-        return ids, rows[:, columns].mean(axis=1) if len(columns) else np.zeros(len(ids)), 0.0, 0.0
+        ids, weights = self._history_weights(user, cat, columns)
+        return ids, weights.mean(axis=1) if len(columns) else np.zeros(len(ids)), 0.0, 0.0
 
     def _save_arrays(self, folder) -> None:
         np.save(folder / "ease_B.npy", self.B)

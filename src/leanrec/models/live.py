@@ -269,6 +269,18 @@ class LiveScorer:
         out[..., mpos[valid]] = values[..., valid]
         return out
 
+    def model_columns(self, cat: LiveCatalogue, positions) -> np.ndarray:
+        """The model item (row of its arrays) at each catalogue position; -1 where a position
+        is no model item: reads only the columns asked for, where :meth:`to_catalogue`
+        lays out every one."""
+        positions = np.asarray(positions, np.int64)
+        if self.identity(cat):
+            return positions
+        mpos = self.model_positions(cat)
+        inverse = np.full(cat.n, -1, np.int64)
+        inverse[mpos[mpos >= 0]] = np.flatnonzero(mpos >= 0)
+        return inverse[positions]
+
     def has_events(self, cat: LiveCatalogue) -> np.ndarray:
         """bool[cat.n]: live positions of items that had training events."""
         mpos = self.model_positions(cat)

@@ -21,18 +21,20 @@ class PopularScorer(LiveScorer):
         super().__init__(item_ids, popularity, **kw)
         self.live_counts = live_counts
 
+    def _counts(self, cat) -> np.ndarray:
+        return cat.counts[:cat.n] if self.live_counts else self.to_catalogue(cat, self.popularity)
+
     def score(self, users, cat) -> np.ndarray:
-        counts = cat.counts[:cat.n] if self.live_counts else self.to_catalogue(cat, self.popularity)
-        return np.broadcast_to(counts.astype(np.float32), (len(users), cat.n)).copy()
+        return np.broadcast_to(self._counts(cat).astype(np.float32), (len(users), cat.n)).copy()
 
     def decompose(self, user, cat, positions) -> Decomposition:
         """No history item plays a part: the whole score is the item's popularity (exact)."""
         n = len(positions)
-        base = self.score([user], cat)[0, positions].astype(np.float64)
+        base = self._counts(cat)[positions].astype(np.float32).astype(np.float64)
         return Decomposition(np.zeros(0, object), np.zeros((0, n)), base, np.zeros(n), self.explain_method)
 
     def decompose_mean(self, user, cat, columns):
-        return np.zeros(0, object), np.zeros(0), float(self.score([user], cat)[0, columns].mean()), 0.0
+        return np.zeros(0, object), np.zeros(0), float(self._counts(cat)[columns].astype(np.float32).mean()), 0.0
 
     @classmethod
     def _from_folder(cls, path, config, item_ids, popularity, load=None):
