@@ -94,9 +94,8 @@ class Recommender(BaseEstimator):
 
     def _users(self, rows: np.ndarray) -> list:
         """The training histories of ``rows`` as the scorer's users."""
-        cat = self.catalogue_
-        return [LiveUser.from_sequence(cat.id_array[self.history_.sequences[r]], on=(cat, self.history_.sequences[r]))
-                for r in rows]
+        cat, sequences = self.catalogue_, self.history_.sequences
+        return [LiveUser.on_catalogue(cat, sequences[r]) for r in rows]
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         """float32[len(rows), n_items] for rows of ``history_.matrix`` (all >= 0)."""

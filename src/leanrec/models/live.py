@@ -108,6 +108,10 @@ class ItemCatalogue:
         return self._alive
 
 
+#: a history the user holds as catalogue positions only (ids looked up on first read)
+_BY_POSITION = object()
+
+
 class LiveUser:
     """What a scorer may read about one user (item ids as the catalogue spells them).
 
@@ -122,16 +126,36 @@ class LiveUser:
     call, and most scorers never read it.
     """
 
-    __slots__ = ("_seen", "recent", "vector", "history", "on")
+    __slots__ = ("_seen", "_recent", "vector", "_history", "on")
 
     def __init__(self, seen=(), recent=(), vector: np.ndarray | None = None, history=None,
                  on: tuple | None = None):
-        self._seen, self.recent, self.vector, self.history, self.on = seen, recent, vector, history, on
+        self._seen, self._recent, self.vector, self._history, self.on = seen, recent, vector, history, on
 
     @classmethod
     def from_sequence(cls, ids: Sequence, on: tuple | None = None) -> "LiveUser":
         """A user whose whole history (oldest first) is known (``on``: see the class)."""
         return cls(None, ids, None, ids, on)
+
+    @classmethod
+    def on_catalogue(cls, cat: "ItemCatalogue", positions: np.ndarray) -> "LiveUser":
+        """:meth:`from_sequence` for a history given as positions of ``cat`` (the library's
+        training users): the ids are looked up only if a scorer reads them (most score
+        from the positions alone)."""
+        return cls(None, _BY_POSITION, None, _BY_POSITION, (cat, positions))
+
+    def _ids(self):
+        ids = self.on[0].id_array[self.on[1]]
+        self._recent = self._history = ids
+        return ids
+
+    @property
+    def history(self):
+        return self._ids() if self._history is _BY_POSITION else self._history
+
+    @property
+    def recent(self):
+        return self._ids() if self._recent is _BY_POSITION else self._recent
 
     @property
     def seen(self) -> tuple:
@@ -153,7 +177,7 @@ class LiveUser:
     def window_in(self, cat: "LiveCatalogue") -> np.ndarray:
         """Positions of the live items of the recent window (the events where it is all of
         them) in ``cat``, oldest first: what a sequence model reads."""
-        if self.on is not None and self.on[0] is cat and self.recent is self.history:
+        if self.on is not None and self.on[0] is cat and self._recent is self._history:
             return self.on[1]
         return live_positions(cat, self.recent if len(self.recent) else self.events)
 
