@@ -10,9 +10,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch, request):
-    """Each test gets its own cache folder, except ML-100K tests, which reuse the user's
-    cache (so the download and the embedding cache are shared across runs)."""
-    if "ml100k" not in request.keywords:
+    """Each test gets its own cache folder, except the MovieLens integration tests, which reuse
+    the user's cache (so the download and the embedding cache are shared across runs)."""
+    if "ml100k" not in request.keywords and "ml1m" not in request.keywords:
         monkeypatch.setenv("LEANREC_CACHE_DIR", str(tmp_path / "cache"))
     yield
 

@@ -36,6 +36,9 @@ def test_fetched_copy_is_verified(ml100k):
     assert (s["n_users"], s["n_items"], s["n_events"]) == (943, 1682, 100_000)
     assert events_fingerprint(ml100k.events.frame) == EVENTS_FINGERPRINT
     assert ml100k.items.texts[0] == "Toy Story (1995). Genres: Animation, Children's, Comedy"
+    users = ml100k.users  # demographics from ml-100k.user / u.user
+    assert list(users.columns) == ["user_id", "age", "gender", "occupation", "zip"] and len(users) == 943
+    assert users["gender"].value_counts().to_dict() == {"M": 670, "F": 273} and users["occupation"].nunique() == 21
 
 
 def test_splits_on_ml100k(ml100k):
@@ -45,6 +48,7 @@ def test_splits_on_ml100k(ml100k):
     assert len(warm.test) == len(warm.valid) == 943
     assert len(warm.train.events) == 100_000 - 2 * 943
     assert len(cold.candidates) == 336 and not set(cold.train.item_positions) & set(cold.candidates)
+    assert warm.train.users.equals(ml100k.users) and cold.train_valid.users.equals(ml100k.users)
 
 
 def test_demo_meets_the_bar(tmp_path):

