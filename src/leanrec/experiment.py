@@ -25,6 +25,7 @@ from .data.split import PROTOCOLS, make_split
 from .eval.tuning import TunedRun, tune_and_test
 from .models.presets import (
     NOT_FUSED,
+    SEQUENTIAL_MODELS,
     ExperimentConfig,
     expand_models,
     model_grid,
@@ -58,7 +59,7 @@ def warm_embeddings(ds: Dataset, cfg: ExperimentConfig, progress: Callable[[int]
 
     Returns what it did (hits, misses, seconds): the second run of the demo shows 0 misses.
     """
-    uses_minilm = ("minilm", "projection", "attention", "sasrec", "learned-hybrid")
+    uses_minilm = ("minilm", "projection", "attention", "sasrec", "learned-hybrid")  # sasrec-id reads no text
     if not any(m in uses_minilm or (m == "hybrid" and cfg.hybrid_content != "tfidf")
                for m in expand_models(cfg.models)):
         return {}
@@ -177,7 +178,7 @@ def run_experiment(ds: Dataset, out_dir: str | Path, cfg: ExperimentConfig | Non
                 if hasattr(estimator, "on_epoch") and on_status:
                     estimator.set_params(on_epoch=lambda r, label=label: on_status(
                         f"{label} epoch {r['epoch']} valid ndcg@10 {r['valid_ndcg@10']:.4f}"))
-                refit = cfg.sequential_refit if name in ("projection", "attention", "sasrec") else "retrain"
+                refit = cfg.sequential_refit if name in SEQUENTIAL_MODELS else "retrain"
                 run = tune_and_test(estimator, grid, split, refit=refit, on_step=step)
             runs[name] = run
             tuned[name] = run.params

@@ -56,6 +56,7 @@ import numpy as np
 from ..data import BUILTIN
 from ..data.schema import Dataset
 from ..data.split import Split, make_split
+from ..models.presets import RANDOMISED_MODELS
 from .abtest import PRIMARY, seed_comparison
 from .compare_run import CompareResult, SideRun, fit_and_evaluate
 from .evaluate import KS
@@ -72,7 +73,7 @@ _NAMED = ", ".join(f"'{n}'" for n in (*BUILTIN, "synthetic"))
 SYNTHETIC_FIELDS = ("n_users", "n_items", "seed", "events_per_user", "p_off_topic")
 #: models whose seed changes the fitted model: a one-seed-per-side verdict compares two trained
 #: *instances* (benchmarks/results/aa_calibration.md: same config, two seeds, ~24% "different")
-RANDOMISED = ("minilm-ft", "projection", "attention", "sasrec", "learned-hybrid")
+RANDOMISED = RANDOMISED_MODELS
 #: the per-user metrics evaluate() reports, i.e. what can be compared (and be primary)
 METRICS = tuple(per_user_metrics(np.ones(1, np.int64), np.ones(1), KS))
 

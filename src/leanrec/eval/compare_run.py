@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from ..data.schema import Dataset
 from ..data.split import Split
 from .abtest import Comparison
+from ..models.presets import SEQUENTIAL_MODELS
 from .tuning import TunedRun, tune_and_test
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["CompareResult", "SideRun", "fit_and_evaluate"]
 
 #: the sequence models: they reach test as ``ExperimentConfig.sequential_refit`` says; the rest are refitted
-SEQUENTIAL = ("projection", "attention", "sasrec")
+SEQUENTIAL = SEQUENTIAL_MODELS
 
 
 @dataclass
