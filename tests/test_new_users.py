@@ -164,6 +164,10 @@ def test_run_ramp_on_synthetic_data(synthetic, tmp_path):
         assert r["n_users"] == out["split"]["targets"][str(r["n"])]
         assert 0 <= r["ndcg@10"] <= r["recall@10"] <= 1
         assert r["ndcg@10_ci"][0] <= r["ndcg@10"] <= r["ndcg@10_ci"][1]
+        assert r["strictly_later"]["n_users"] <= r["n_users"]
+        if r["n"] == 0:  # nothing before the first event: every target counts as strictly later
+            assert r["strictly_later"] == {"n_users": r["n_users"], "ndcg@10": r["ndcg@10"],
+                                           "recall@10": r["recall@10"]}
     assert out["models"]["tfidf"]["params"]["half_life"] in (2, None)
     assert len(out["models"]["tfidf"]["grid"]) == 2  # tuned on the training users' warm validation
     by = {(r["model"], r["n"]): r for r in rows}

@@ -294,5 +294,6 @@ def ramp(
                                f"{by[(name, n)]['ndcg@10']:.4f} ({by[(name, n)]['recall@10']:.3f})")
                               for n in result["sizes"]))
     table.add_row("users", *(str(result["split"]["targets"][str(n)]) for n in result["sizes"]))
+    table.add_row("strictly later", *(str(by[(names[0], n)]["strictly_later"]["n_users"]) for n in result["sizes"]))
     console.print(table)
     console.print(f"wall time {result['wall_seconds']:.1f} s · results in {json_path} · {md_path}")
