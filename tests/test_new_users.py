@@ -151,6 +151,24 @@ def test_new_user_scores_equal_a_fit_that_saw_the_history(synthetic):
     assert np.array_equal(pop[0], MostPopular().fit(s.train).popularity_)
 
 
+@pytest.mark.parametrize("kw", [{"encoder": "tfidf"}, {"use_text": False, "item_ids": True}])
+def test_new_user_scores_of_a_sequence_model_equal_update_history(synthetic, kw):
+    """A sequence model scores a never-seen history without retraining: the ramp's scorer path
+    gives what ``update_history`` with that history gives (text and ID-only SASRec)."""
+    from leanrec.models.sequential import SequentialRecommender
+
+    s = new_user_split(synthetic)
+    targets = s.targets[5]
+    model = SequentialRecommender(pooling="sasrec", dim=16, max_len=10, max_epochs=2, patience=2, batch_size=32,
+                                  seed=0, **kw).fit(s.train)
+    users = targets.frame["user_id"].tolist()[:3]
+    got = NewUserScores(model, dict(zip(targets.frame["user_id"], targets.seen))).score(users)
+    order = _protocol_order(synthetic)
+    first = order[order["user_id"].isin(users)].groupby("user_id").head(5)
+    updated = model.update_history(s.train.with_events(pd.concat([s.train.events.frame, first])))
+    np.testing.assert_allclose(got, updated.score(users), rtol=1e-5, atol=1e-5)
+
+
 def test_run_ramp_on_synthetic_data(synthetic, tmp_path):
     users = pd.DataFrame({"user_id": np.arange(1, 151), "age": np.arange(150) % 50 + 15,
                           "gender": np.where(np.arange(150) % 2, "F", "M"), "occupation": "other"})
