@@ -115,6 +115,10 @@ def test_demographic_popularity_backs_off_by_hand():
     glob = [[1, 2, 3, 4], [5, 6], [7]]  # global counts 2, 2, 2, 2 (4: C and D), 1, 1, 0
     assert _order(s[2]) == _order(s[3]) == _order(s[4]) == glob
     assert _order(MostPopular().fit(ds).score(["A"])[0]) == glob
+    with_table = Dataset(ds.items, ds.events, users=users)  # Dataset.users: the same model
+    assert np.array_equal(DemographicPopular(min_users=2).fit(with_table).score(list("EFGHD")), s)
+    split = new_user_split(with_table, seed=0, fraction=0.5)
+    assert split.train.users.equals(with_table.users)  # the held-out users' profiles stay readable
     loose = DemographicPopular(min_users=1).fit(ds, users=users)
     # D alone in its group: 4, 5, 6 once each, the tie broken by the global count (4: twice)
     assert loose.chain("D") == (0, 1, 2) and _order(loose.score(["D"])[0]) == [[4], [5, 6], [1, 2, 3], [7]]
