@@ -13,7 +13,7 @@ runner = CliRunner()
 WIDE = {"COLUMNS": "400"}  # help rows on one line each
 
 #: every group and its verbs, as the README lists them
-TREE = {"data": ("fetch", "info", "synth"), "model": ("train", "recommend", "compare"),
+TREE = {"data": ("fetch", "info", "synth"), "model": ("train", "recommend", "compare", "ramp"),
         "encoder": ("export", "distill", "finetune"), "cost": ("profile", "bench", "plan"),
         "batch": ("encode", "recommend", "index", "plan"), "service": ("serve", "import", "load")}
 
@@ -192,3 +192,13 @@ def test_an_old_spelling_runs_end_to_end(tmp_path):
     assert both.exit_code == 2 and "given twice" in both.output
     none = runner.invoke(app, ["data", "synth", "--items", "10"])
     assert none.exit_code == 2 and "--out" in none.output
+
+
+def test_ramp_rejects_bad_models_and_fraction_before_loading(tmp_path):
+    result = runner.invoke(app, ["model", "ramp", "--out", str(tmp_path), "--models", "learned-hybrid"])
+    assert result.exit_code == 2 and "cannot run" in result.output
+    result = runner.invoke(app, ["model", "ramp", "--out", str(tmp_path), "--models", "bert9000"])
+    assert result.exit_code == 2 and "unknown model" in result.output
+    result = runner.invoke(app, ["model", "ramp", "--out", str(tmp_path), "--fraction", "1.5"])
+    assert result.exit_code == 2 and "--fraction" in result.output
+    assert not (tmp_path / "cache").exists()

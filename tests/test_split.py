@@ -101,3 +101,38 @@ def test_the_users_table_travels_with_the_splits():
         Dataset(items, ev, users=pd.DataFrame({"user_id": [1, 1], "age": [20, 21]}))
     with pytest.raises(ValueError, match="no 'user_id' column"):
         Dataset(items, ev, users=pd.DataFrame({"uid": [1, 2]}))
+
+
+def _tied_dataset():
+    """Four users with hand-made timestamp ties (item ids 1..5)."""
+    items = Items.from_frame(pd.DataFrame({"item_id": [1, 2, 3, 4, 5], "text": list("abcde")}))
+    ev = Events.from_frame(pd.DataFrame({
+        "user_id":   [1, 1, 1,  2, 2, 2,  3, 3,  4, 4, 4],
+        "item_id":   [1, 3, 2,  1, 2, 3,  5, 4,  5, 1, 2],
+        "timestamp": [1, 2, 2,  1, 2, 3,  5, 5,  9, 9, 9],
+    }))
+    return Dataset(items, ev)
+
+
+def test_strictly_later_flag_by_hand():
+    s = temporal_leave_one_out(_tied_dataset())
+    test = s.test.frame.set_index("user_id")
+    valid = s.valid.frame.set_index("user_id")
+    # user 1: valid item 2 (t2, after t1), test item 3 (t2, tied with valid: ordered by id alone)
+    # user 2: every event later than the one before; user 3: two tied events (no valid)
+    # user 4: three tied events ordered 1, 2, 5 by id: valid 2 and test 5 both tied
+    assert test.loc[[1, 2, 3, 4], "item_id"].tolist() == [3, 3, 5, 5]
+    assert test.loc[[1, 2, 3, 4], "strictly_later"].tolist() == [False, True, False, False]
+    assert valid.loc[[1, 2, 4], "item_id"].tolist() == [2, 2, 2]
+    assert valid.loc[[1, 2, 4], "strictly_later"].tolist() == [True, True, False]
+    assert s.test.frame["strictly_later"].dtype == bool
+
+
+def test_strictly_later_in_cold_split_compares_with_the_previous_event(synthetic):
+    """The previous event in protocol order is tied only if an event of the same timestamp
+    with a lower item id exists; otherwise it is strictly earlier (or there is none)."""
+    s = cold_start_split(synthetic)
+    ev = synthetic.events.frame.assign(item_pos=synthetic.item_positions)
+    for _, row in s.test.frame.iterrows():
+        same = ev[(ev.user_id == row.user_id) & (ev.timestamp == row.timestamp)]
+        assert row.strictly_later == (not (same.item_pos < row.item_pos).any())

@@ -6,6 +6,12 @@ plain dict that is also written as ``results.json``, with each test user's top-2
 ``recs/<model>_<protocol>.csv`` (``user_id,rank,item_id,score`` with the data set's own ids)
 so anyone can re-score them.
 
+Each model's test metrics include the strictly-later subset (targets whose timestamp is
+after the user's last earlier event, :mod:`leanrec.data.split`), and, when the configured
+reference model (``ExperimentConfig.reference``, default ``sasrec-id``) is among the
+models run, ``vs_reference``: every other model against it on the same test users
+(:func:`leanrec.eval.paired.compare_to_reference`).
+
 The models and their grids are the named presets of :mod:`leanrec.models.presets`
 (``--models all`` runs every one).
 """
@@ -22,6 +28,7 @@ from typing import Callable
 
 from .data.schema import Dataset
 from .data.split import PROTOCOLS, make_split
+from .eval.paired import compare_to_reference
 from .eval.tuning import TunedRun, tune_and_test
 from .models.presets import (
     NOT_FUSED,
@@ -187,6 +194,11 @@ def run_experiment(ds: Dataset, out_dir: str | Path, cfg: ExperimentConfig | Non
                 summary["training"] = _finetune_summary(record)
             results["models"].setdefault(name, {})[protocol] = summary
             run.test.recs_frame(item_ids).to_csv(out / "recs" / f"{name}_{protocol}.csv", index=False)
+        reference = runs.get(cfg.reference)
+        for name, run in runs.items():
+            if reference is not None and name != cfg.reference:
+                results["models"][name][protocol]["vs_reference"] = {
+                    "reference": cfg.reference, **compare_to_reference(run.test, reference.test, seed=cfg.seed)}
     results["wall_seconds"] = round(time.perf_counter() - t0, 2)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
     return results

@@ -4,7 +4,7 @@
 
     leanrec demo                                     the main job
     leanrec data     fetch | info | synth
-    leanrec model    train | recommend | compare
+    leanrec model    train | recommend | compare | ramp
     leanrec encoder  export | distill | finetune
     leanrec cost     profile | bench | plan
     leanrec batch    encode | recommend | index | plan

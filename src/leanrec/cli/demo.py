@@ -27,20 +27,50 @@ def _params(params: dict) -> str:
     return " ".join(f"{k.split('__')[-1]}={show(v)}" for k, v in params.items()) or "-"
 
 
+def _later(test: dict) -> tuple[str, str]:
+    """(strictly-later NDCG@10, its user count) of one test result; "-" where not reported."""
+    later = test.get("strictly_later") or {}
+    value = later.get("ndcg@10")
+    return ("-" if value is None else f"{value:.4f}"), str(later.get("n_users", "-"))
+
+
+def _vs_reference(run: dict) -> str:
+    """NDCG@10 as a ratio of the reference's, with its 95% interval (all users, then
+    strictly-later targets); "-" where no reference was run."""
+    comp = run.get("vs_reference")
+    if not comp:
+        return "-"
+    parts = []
+    for subset in ("all", "strictly_later"):
+        m = (comp.get(subset) or {}).get("ndcg@10") or {}
+        if m.get("ratio") is not None:
+            low, high = m["ratio_ci"]
+            parts.append(f"{m['ratio']:.2f} [{low:.2f}, {high:.2f}]")
+    return " · ".join(parts) or "-"
+
+
 def _metrics_table(results: dict, protocol: str) -> Table:
-    table = Table(title=f"{protocol} protocol — test (full ranking)")
+    table = Table(title=f"{protocol} protocol — test (full ranking); later = targets strictly after the user's "
+                        "previous event")
     table.add_column("model")
     table.add_column("chosen params")
     for col in METRIC_COLUMNS:
         table.add_column(col, justify="right")
+    table.add_column("later ndcg@10", justify="right")
+    table.add_column("later n", justify="right")
+    references = {run[protocol]["vs_reference"]["reference"] for run in results["models"].values()
+                  if protocol in run and "vs_reference" in run[protocol]}
+    if references:
+        table.add_column(f"ndcg@10 / {', '.join(sorted(references))} (all · later)", justify="right")
     table.add_column("fit s", justify="right")
     table.add_column("score s", justify="right")
     for name, per_protocol in results["models"].items():
         run = per_protocol.get(protocol)
         if run is None:
             continue
+        ratio = (_vs_reference(run),) if references else ()
         table.add_row(name, _params(run["params"]), *(f"{run['test'][c]:.4f}" for c in METRIC_COLUMNS),
-                      f"{run['fit_seconds']:.2f}", f"{run['score_seconds']:.2f}")
+                      *_later(run["test"]), *ratio, f"{run['fit_seconds']:.2f}", f"{run['score_seconds']:.2f}")
     return table
 
 

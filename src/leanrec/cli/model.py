@@ -1,4 +1,5 @@
-"""``leanrec model train|recommend|compare``: fit a recommender, ask it, A/B-test two of them.
+"""``leanrec model train|recommend|compare|ramp``: fit a recommender, ask it, A/B-test two of them,
+rank new users after their first few events.
 
 Thin like the rest of the CLI: parse, call the library (:mod:`leanrec.experiment`,
 :mod:`leanrec.models.persist`, :mod:`leanrec.explain`, :mod:`leanrec.eval.compare`), print
@@ -243,3 +244,56 @@ def compare(
     for note in result.notes():
         console.print(f"[yellow]note: {note}")
     console.print(f"report: {json_path} · {html_path}")
+
+
+@app.command("ramp")
+def ramp(
+    out: Path = common.out_option(Path("out/ramp"), "Folder for ramp.json and ramp.md."),
+    dataset: str = common.dataset_option(),
+    models: str = typer.Option("popular,tfidf,minilm", help="Comma-separated models: demographic (popularity in "
+                               "the user's age/gender/occupation group; needs a users table) or any of "
+                               f"{common.MODELS} but learned-hybrid and minilm-ft, or a group (core, learned)."),
+    sizes: str = typer.Option("0,1,3,5,10", help="History lengths n: rank the (n+1)-th event given the first n."),
+    fraction: float = typer.Option(0.1, help="Share of the users held out as new users."),
+    seed: int = common.seed_option(42, "Seed of the held-out users' draw (and of the models)."),
+) -> None:
+    """The new-user ramp: hold out a share of the users, fit on the rest, rank each held-out
+    user's (n+1)-th event given only their first n events, for every n (no refit)."""
+    from ..eval.new_users import ramp_models, run_ramp, write_ramp
+    from ..models.presets import ExperimentConfig
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        names = ramp_models(models.split(","))
+        ns = tuple(int(n) for n in sizes.split(",") if n.strip())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if not names:
+        raise typer.BadParameter("--models names no model")
+    if not 0 < fraction < 1:
+        raise typer.BadParameter(f"--fraction must be between 0 and 1, got {fraction}")
+    ds = common.load_dataset(dataset)
+    if "demographic" in names and getattr(ds, "users", None) is None:
+        raise typer.BadParameter(f"demographic needs a users table (user_id, age, gender, occupation); "
+                                 f"{dataset} has none here")
+    try:
+        with console.status("new-user ramp") as status:
+            result = run_ramp(ds, names, ExperimentConfig(seed=seed), sizes=ns, fraction=fraction,
+                              on_step=lambda line: status.update(f"[bold]new-user ramp: {line}"))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    json_path, md_path = write_ramp(result, out)
+    by = {(r["model"], r["n"]): r for r in result["rows"]}
+    table = Table(title=f"new-user ramp — NDCG@10 (Recall@10) of the (n+1)-th event given the first n; "
+                        f"{result['split']['held_out_users']} held-out users")
+    table.add_column("model")
+    for n in result["sizes"]:
+        table.add_column(f"n={n}", justify="right")
+    for name in names:
+        table.add_row(name, *(("–" if by[(name, n)]["ndcg@10"] is None else
+                               f"{by[(name, n)]['ndcg@10']:.4f} ({by[(name, n)]['recall@10']:.3f})")
+                              for n in result["sizes"]))
+    table.add_row("users", *(str(result["split"]["targets"][str(n)]) for n in result["sizes"]))
+    table.add_row("strictly later", *(str(by[(names[0], n)]["strictly_later"]["n_users"]) for n in result["sizes"]))
+    console.print(table)
+    console.print(f"wall time {result['wall_seconds']:.1f} s · results in {json_path} · {md_path}")

@@ -5,6 +5,11 @@ batch × n_items, never users × items), drop non-candidates and the items the u
 already seen before the target, rank the target (ties broken by item id), and keep the
 top-20 list. Metrics are averaged over users; per-user arrays are returned too so two
 models can be compared pairwise later.
+
+Where the targets carry the split's ``strictly_later`` flag, ``metrics["strictly_later"]``
+holds the same per-user metrics averaged over those targets only, with their count
+(``n_users``): the part of a score that does not rest on the item-id order of
+same-timestamp events (see :mod:`leanrec.data.split`).
 """
 
 from __future__ import annotations
@@ -26,13 +31,14 @@ LIST_LENGTH = 20
 
 @dataclass
 class EvalResult:
-    metrics: dict[str, float]
+    metrics: dict                   # name -> mean over users; "strictly_later" -> {name: mean, "n_users": n}
     per_user: dict[str, np.ndarray]
     ranks: np.ndarray
     top_items: np.ndarray           # int[n_users, LIST_LENGTH] item positions
     top_scores: np.ndarray          # float[n_users, LIST_LENGTH]; -inf = empty slot
     user_ids: np.ndarray
     score_seconds: float
+    strictly_later: np.ndarray | None = None  # bool[n_users], the split's flag; None = not known
 
     def recs_frame(self, item_ids: np.ndarray) -> pd.DataFrame:
         """The lists as ``user_id, rank, item_id, score`` rows with the data set's own ids."""
@@ -87,4 +93,17 @@ def evaluate(model, targets: Targets, candidates: np.ndarray | None = None, *, k
         filled = np.isfinite(top_scores[:, :k])
         metrics[f"coverage@{k}"] = coverage(top_items[:, :k][filled], n_catalogue)
     metrics["n_users"] = n
-    return EvalResult(metrics, per_user, ranks, top_items, top_scores, users, seconds)
+    later = frame["strictly_later"].to_numpy(bool) if "strictly_later" in frame else None
+    if later is not None:
+        metrics["strictly_later"] = subset_metrics(per_user, later)
+    return EvalResult(metrics, per_user, ranks, top_items, top_scores, users, seconds, later)
+
+
+def subset_metrics(per_user: dict[str, np.ndarray], mask: np.ndarray) -> dict:
+    """The per-user metrics averaged over the users of ``mask`` (bool), with their count;
+    just the count when the subset is empty (no NaN in results.json)."""
+    mask = np.asarray(mask, bool)
+    out: dict = {"n_users": int(mask.sum())}
+    if mask.any():
+        out.update({name: float(np.nanmean(values[mask])) for name, values in per_user.items()})
+    return out

@@ -35,17 +35,22 @@ class TunedRun:
     tune_seconds: float
 
 
-def tune_and_test(estimator, grid: list[dict], split: Split, *, refit: str = "retrain",
-                  on_step: Callable[[str], None] | None = None) -> TunedRun:
-    """Grid-search ``estimator`` on the split's validation targets, then test the winner.
+@dataclass
+class Selection:
+    """The grid search's outcome: the winner, fitted on ``split.train``, and its validation."""
 
-    ``refit="history"`` (for models with ``update_history``: the learned sequence models,
-    which are functions of the history) does not retrain the winner on train+validation:
-    it scores test with the winner trained on train, fed the train+validation histories.
-    That gives up the validation events as training targets (a handicap, never a leak)
-    and halves the training time of the warm protocol."""
-    if refit not in ("retrain", "history"):
-        raise ValueError(f"refit must be 'retrain' or 'history', got {refit!r}")
+    params: dict
+    grid: list[dict]            # [{"params": ..., "valid_ndcg@10": ...}, ...]
+    valid: EvalResult
+    model: object               # the winner fitted on train
+    fit_seconds: float          # the winner's fit
+    tune_seconds: float
+
+
+def select(estimator, grid: list[dict], split: Split, *,
+           on_step: Callable[[str], None] | None = None) -> Selection:
+    """Fit every grid point on ``split.train``, score it on ``split.valid``; the best
+    validation NDCG@10 wins (ties: the first in grid order)."""
     grid = grid or [{}]
     t0 = time.perf_counter()
     scored = []
@@ -61,8 +66,23 @@ def tune_and_test(estimator, grid: list[dict], split: Split, *, refit: str = "re
             best = (value, params, result, model, t_fit)
         if on_step:
             on_step(f"{params}")
-    tune_seconds = time.perf_counter() - t0
     _, params, valid_result, valid_model, fit_seconds = best
+    return Selection(params, scored, valid_result, valid_model, fit_seconds, time.perf_counter() - t0)
+
+
+def tune_and_test(estimator, grid: list[dict], split: Split, *, refit: str = "retrain",
+                  on_step: Callable[[str], None] | None = None) -> TunedRun:
+    """Grid-search ``estimator`` on the split's validation targets, then test the winner.
+
+    ``refit="history"`` (for models with ``update_history``: the learned sequence models,
+    which are functions of the history) does not retrain the winner on train+validation:
+    it scores test with the winner trained on train, fed the train+validation histories.
+    That gives up the validation events as training targets (a handicap, never a leak)
+    and halves the training time of the warm protocol."""
+    if refit not in ("retrain", "history"):
+        raise ValueError(f"refit must be 'retrain' or 'history', got {refit!r}")
+    chosen = select(estimator, grid, split, on_step=on_step)
+    params, valid_model, fit_seconds = chosen.params, chosen.model, chosen.fit_seconds
     if split.train_valid is split.train:
         final = valid_model  # fit_seconds: the winner's own fit on train
     elif refit == "history" and hasattr(valid_model, "update_history"):
@@ -74,5 +94,5 @@ def tune_and_test(estimator, grid: list[dict], split: Split, *, refit: str = "re
     test_result = evaluate(final, split.test, split.candidates)
     if on_step:
         on_step("test")
-    return TunedRun(params, scored, valid_result, test_result, final, valid_model, fit_seconds,
-                    test_result.score_seconds, tune_seconds)
+    return TunedRun(params, chosen.grid, chosen.valid, test_result, final, valid_model, fit_seconds,
+                    test_result.score_seconds, chosen.tune_seconds)

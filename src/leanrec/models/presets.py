@@ -75,6 +75,10 @@ class ExperimentConfig:
     #: how the sequence models get to test: "history" = trained on train, scored with the
     #: train+validation histories (no second training); "retrain" = refitted like the rest.
     sequential_refit: str = "history"
+    #: every other model's test metrics are compared with this one's (paired bootstrap
+    #: ratio and difference, all users and strictly-later targets) when it is among the
+    #: models run; no comparison otherwise
+    reference: str = "sasrec-id"
 
 
 #: ``leanrec.eval.finetune.ensure_finetuned`` arguments of the demo's fine-tune.
