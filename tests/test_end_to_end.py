@@ -5,6 +5,8 @@ import json
 import pandas as pd
 import pytest
 
+from leanrec.core.tracking import make_tracker
+
 from leanrec.data import EventColumns, ItemColumns, load_dataset
 from leanrec.data.synth import make_dataset
 from leanrec.experiment import plan_steps, run_experiment
@@ -67,23 +69,35 @@ def test_learned_models_end_to_end(tmp_path):
                 half_lives=(2,), ease_lambdas=(10.0,), hybrid_half_lives=(2,), hybrid_weights=(0.5,))
     cfg = ExperimentConfig(models=("all",), **tiny)
     steps, status = [], []
-    results = run_experiment(ds, tmp_path / "out", cfg, on_step=steps.append, on_status=status.append)
+    with make_tracker(f"tensorboard:{tmp_path / 'tb'}") as tracker:
+        results = run_experiment(ds, tmp_path / "out", cfg, on_step=steps.append, on_status=status.append,
+                                 tracker=tracker)
     assert len(steps) == plan_steps(cfg)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    curve = EventAccumulator(str(tmp_path / "tb" / "sasrec-id_warm")).Reload()
+    history = results["models"]["sasrec-id"]["warm"]["training"]["history"]  # one grid point: one fit
+    assert [e.step for e in curve.Scalars("train/valid_ndcg@10")] == [r["epoch"] for r in history[1:]]
+    assert [round(e.value, 5) for e in curve.Scalars("train/valid_ndcg@10")] == \
+        [round(r["valid_ndcg@10"], 5) for r in history[1:]]
+    assert curve.Scalars("test/ndcg@10")[0].value == pytest.approx(results["models"]["sasrec-id"]["warm"]["test"]["ndcg@10"])
     assert any("fine-tuning" in s for s in status) and any("sasrec/warm epoch" in s for s in status)
     models = results["models"]
     assert list(models) == ["popular", "ease", "tfidf", "minilm", "hybrid", "minilm-ft", "projection",
-                            "attention", "sasrec", "learned-hybrid"]
+                            "attention", "sasrec-id", "sasrec", "learned-hybrid"]
     for name in models:
         for protocol in ("warm", "cold"):
             recs = pd.read_csv(tmp_path / "out" / "recs" / f"{name}_{protocol}.csv")
             assert list(recs.columns) == ["user_id", "rank", "item_id", "score"] and len(recs)
-    for name in ("projection", "attention", "sasrec"):
+    for name in ("projection", "attention", "sasrec-id", "sasrec"):
         training = models[name]["warm"]["training"]
         assert training["train_cpu_seconds"] > 0 and training["history"][0]["epoch"] == 0
     assert models["minilm-ft"]["warm"]["training"]["history"]
     weights = models["learned-hybrid"]["cold"]["params"]["new_item_weights"]
-    assert weights["ease"] == weights["popular"] == 0.0    # no collaborative signal on cold items
-    assert set(weights) == {"popular", "ease", "tfidf", "minilm", "minilm-ft", "projection", "attention", "sasrec"}
+    assert weights["ease"] == weights["popular"] == weights["sasrec-id"] == 0.0  # no text, no cold-item signal
+    assert set(weights) == {"popular", "ease", "tfidf", "minilm", "minilm-ft", "projection", "attention", "sasrec-id",
+                            "sasrec"}
+    assert models["sasrec"]["warm"]["vs_reference"]["reference"] == "sasrec-id"
     # same seed, same numbers (the fine-tuned encoders now come from the cache)
     again = run_experiment(ds, tmp_path / "again", cfg)
     for name in models:

@@ -141,13 +141,19 @@ def _finetuned_encoder(split, cfg: ExperimentConfig, on_status) -> tuple[str, di
 def run_experiment(ds: Dataset, out_dir: str | Path, cfg: ExperimentConfig | None = None, *,
                    on_step: Callable[[str], None] | None = None,
                    on_encode: Callable[[int], None] | None = None,
-                   on_status: Callable[[str], None] | None = None) -> dict:
+                   on_status: Callable[[str], None] | None = None, tracker=None) -> dict:
     """Run every model on every protocol; write results.json and recs/*.csv under ``out_dir``.
 
     ``on_step`` is called once per progress step (:func:`plan_steps` of them), ``on_encode``
     with the number of items encoded, ``on_status`` with a line about long work in between
-    (the fine-tune's and the sequential models' epochs)."""
+    (the fine-tune's and the sequential models' epochs). ``tracker``
+    (:func:`leanrec.core.tracking.make_tracker`): one run per model and protocol with its
+    chosen parameters, the learned models' epochs (every grid point's fit, the chosen one's
+    last) and the validation and test metrics; None tracks nothing."""
+    from .core.tracking import NullTracker
+
     cfg = cfg or ExperimentConfig()
+    tracker = tracker or NullTracker()
     models = expand_models(cfg.models)
     out = Path(out_dir)
     (out / "recs").mkdir(parents=True, exist_ok=True)
@@ -182,9 +188,15 @@ def run_experiment(ds: Dataset, out_dir: str | Path, cfg: ExperimentConfig | Non
             else:
                 finetuned, record = _finetuned_encoder(split, cfg, on_status) if name == "minilm-ft" else (None, None)
                 estimator, grid = model_grid(name, cfg, tuned, finetuned)
-                if hasattr(estimator, "on_epoch") and on_status:
-                    estimator.set_params(on_epoch=lambda r, label=label: on_status(
-                        f"{label} epoch {r['epoch']} valid ndcg@10 {r['valid_ndcg@10']:.4f}"))
+                if hasattr(estimator, "on_epoch"):
+                    log_epoch = tracker.epoch_logger(label)
+
+                    def on_epoch(r, label=label, log_epoch=log_epoch):
+                        log_epoch(r)
+                        if on_status:
+                            on_status(f"{label} epoch {r['epoch']} valid ndcg@10 {r['valid_ndcg@10']:.4f}")
+
+                    estimator.set_params(on_epoch=on_epoch)
                 refit = cfg.sequential_refit if name in SEQUENTIAL_MODELS else "retrain"
                 run = tune_and_test(estimator, grid, split, refit=refit, on_step=step)
             runs[name] = run
@@ -193,6 +205,9 @@ def run_experiment(ds: Dataset, out_dir: str | Path, cfg: ExperimentConfig | Non
             if name == "minilm-ft":
                 summary["training"] = _finetune_summary(record)
             results["models"].setdefault(name, {})[protocol] = summary
+            tracker.start_run(label, run.params)
+            tracker.log_final(label, _flat(run.valid.metrics), prefix="valid/")
+            tracker.log_final(label, _flat(run.test.metrics), prefix="test/")
             run.test.recs_frame(item_ids).to_csv(out / "recs" / f"{name}_{protocol}.csv", index=False)
         reference = runs.get(cfg.reference)
         for name, run in runs.items():
@@ -202,6 +217,17 @@ def run_experiment(ds: Dataset, out_dir: str | Path, cfg: ExperimentConfig | Non
     results["wall_seconds"] = round(time.perf_counter() - t0, 2)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
     return results
+
+
+def _flat(metrics: dict, prefix: str = "") -> dict:
+    """Nested metrics (the strictly-later subset's) as ``strictly_later/ndcg@10`` keys."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}/"))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _finetune_summary(record: dict) -> dict:

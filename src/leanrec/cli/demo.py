@@ -81,6 +81,8 @@ def demo(
                                f"({common.CORE}; ~1 minute), learned ({common.LEARNED}; trained with time "
                                "budgets, ~30 minutes on 2 cores), all."),
     protocols: str = typer.Option("warm,cold", help="Comma-separated protocols."),
+    track: str = typer.Option("", help="Send training curves and metrics to tensorboard:FOLDER or mlflow:FOLDER "
+                              "(needs pip install 'leanrec[tracking]'); off by default."),
 ) -> None:
     """Fetch the data, tune every model on validation, evaluate on test, write the results."""
     from ..experiment import plan_steps, run_experiment
@@ -91,7 +93,10 @@ def demo(
         cfg = ExperimentConfig(models=expand_models(m.strip() for m in models.split(",") if m.strip()),
                                protocols=tuple(p.strip() for p in protocols.split(",") if p.strip()))
         total_steps = plan_steps(cfg)  # checks every model and protocol name before any work
-    except ValueError as exc:
+        from ..core.tracking import make_tracker
+
+        tracker = make_tracker(track or None)  # a backend not installed fails here, before any work
+    except (ValueError, ImportError) as exc:
         raise typer.BadParameter(str(exc)) from None
     ds = common.load_dataset(dataset)
     with common.progress() as progress:
@@ -104,8 +109,9 @@ def demo(
         def on_status(line: str) -> None:
             progress.update(run_task, description=f"tuning and testing [dim]{line}[/]")
 
-        results = run_experiment(ds, out, cfg, on_step=on_step, on_status=on_status,
-                                 on_encode=lambda n: progress.update(enc_task, advance=n))
+        with tracker:
+            results = run_experiment(ds, out, cfg, on_step=on_step, on_status=on_status, tracker=tracker,
+                                     on_encode=lambda n: progress.update(enc_task, advance=n))
         progress.update(enc_task, completed=len(ds.items))
     for protocol in cfg.protocols:
         console.print(_metrics_table(results, protocol))
