@@ -211,14 +211,16 @@ def sampled_cross_entropy(states: torch.Tensor, table: torch.Tensor, targets: to
         raise ValueError(f"negatives must be a non-empty 1-d tensor of item positions in [0, {n_items})")
     negatives = negatives.long()
     targets = targets.long()
-    target_logit = (states * table[targets]).sum(-1).float()            # [N]
-    negative_logits = (states @ table[negatives].T).float()            # [N, K]
+    # one gather for targets and negatives: one scatter-add into the table's gradient, not two
+    rows = table[torch.cat([targets, negatives])]
+    target_logit = (states * rows[:len(targets)]).sum(-1).float()      # [N]
+    negative_logits = (states @ rows[len(targets):].T).float()         # [N, K]
     if logq:
         target_logit = target_logit + logq_correction(q[targets], len(negatives))
         negative_logits = negative_logits + logq_correction(q[negatives], len(negatives))[None]
     excluded = negatives[None, :] == targets[:, None]                  # accidental hits
     if mask is not None:
         excluded = excluded | _excluded(mask, mask_rows, negatives)
-    negative_logits = negative_logits.masked_fill(excluded, float("-inf"))
+    negative_logits = negative_logits.masked_fill_(excluded, float("-inf"))  # in place: nothing needs it
     logits = torch.cat([target_logit[:, None], negative_logits], dim=1)
     return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long))
