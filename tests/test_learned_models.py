@@ -103,6 +103,8 @@ def test_update_history_scores_new_events_without_retraining(synthetic):
 @pytest.mark.parametrize("bad, match", [
     ({"pooling": "gru"}, "pooling"), ({"precision": "fp8"}, "precision"), ({"dim": 0}, "dim"),
     ({"dim": 10, "heads": 3}, "divisible"), ({"dropout": 1.0}, "dropout"), ({"lr": 0}, "lr"),
+    ({"loss": "bpr"}, "loss"), ({"use_text": False}, "item_ids"),
+    ({"loss": "sampled", "num_negatives": 0}, "num_negatives"),
 ])
 def test_bad_parameters_fail_with_the_parameter_named(synthetic, bad, match):
     with pytest.raises(ValueError, match=match):
@@ -183,3 +185,21 @@ def test_attention_pooling_starts_as_the_decayed_mean():
         table = attention.item_table()
         a, m = attention.user_states(seq, table), mean.user_states(seq, table)
     assert torch.allclose(a[0, 2:], m[0, 2:], atol=1e-6) and torch.allclose(a[1], m[1], atol=1e-6)
+
+
+def test_sampled_softmax_and_id_only_models_learn(synthetic):
+    """The training loop's other losses and item towers: sampled softmax (uniform and
+    popularity-weighted negatives) and the ID-only SASRec each learn over the untrained net
+    and keep their best epoch; the ID-only model gives an item without training events no
+    score of its own."""
+    train = temporal_leave_one_out(synthetic).train
+    for kw in ({"loss": "sampled", "num_negatives": 16}, {"loss": "sampled", "num_negatives": 16, "sampling_alpha": 1.0},
+               {"use_text": False, "item_ids": True}):
+        model = _seq(max_epochs=8, **kw).fit(train)
+        values = [h["valid_ndcg@10"] for h in model.training_["history"]]
+        assert max(values) > values[0], kw
+        assert model.training_["cpu_seconds_to_best"] == model.training_["history"][model.training_["best_epoch"]]["cpu_seconds"]
+    assert model.encoder_ is None and not model.scores_new_items
+    cold = np.flatnonzero(model.history_.item_counts == 0)
+    if len(cold):
+        assert np.all(model.item_table_[cold] == 0)

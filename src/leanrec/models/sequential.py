@@ -33,6 +33,8 @@ from .base import Recommender
 from .content import build_encoder
 from .seqnet import POOLINGS
 
+LOSSES = ("full", "sampled")
+
 
 
 def windows(sequences: list[np.ndarray], max_len: int, pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -83,7 +85,11 @@ class SequentialRecommender(Recommender):
     ``mask_seen``; ``precision`` fp32 | bf16; ``seed``; ``threads`` (torch intra-op
     threads during fit and scoring; None leaves torch's setting); ``use_text`` — False: no
     text path at all, items are ID embeddings only (the ID-only SASRec baseline; needs
-    ``item_ids``; no encoder is loaded); ``on_epoch`` — called with
+    ``item_ids``; no encoder is loaded); ``loss`` — ``full`` softmax cross-entropy over
+    the catalogue, or ``sampled``: ``num_negatives`` shared negatives per batch drawn from
+    q ∝ (count + 1)^``sampling_alpha`` (0 = uniform) with the logQ correction
+    (:mod:`leanrec.models.seqloss`; for catalogues where full logits do not fit);
+    ``on_epoch`` — called with
     each epoch's record (epoch, train loss, valid NDCG@10, seconds), for progress display.
     """
 
@@ -92,7 +98,8 @@ class SequentialRecommender(Recommender):
                  id_dropout: float = 0.5, half_life: float = 8.0, lr: float = 3e-3, weight_decay: float = 0.0,
                  batch_size: int = 128, max_epochs: int = 200, patience: int = 10, time_budget_s: float = 300.0,
                  mask_seen: bool = True, precision: str = "fp32", seed: int = 42, threads: int | None = 1,
-                 cache="auto", temperature: float = 1.0, use_text: bool = True, on_epoch=None):
+                 cache="auto", temperature: float = 1.0, use_text: bool = True, loss: str = "full",
+                 num_negatives: int = 512, sampling_alpha: float = 0.0, on_epoch=None):
         self.encoder = encoder
         self.pooling = pooling
         self.dim = dim
@@ -116,6 +123,9 @@ class SequentialRecommender(Recommender):
         self.cache = cache
         self.temperature = temperature
         self.use_text = use_text
+        self.loss = loss
+        self.num_negatives = num_negatives
+        self.sampling_alpha = sampling_alpha
         self.on_epoch = on_epoch
 
     @property
@@ -133,6 +143,8 @@ class SequentialRecommender(Recommender):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if not self.use_text and not self.item_ids:
             raise ValueError("use_text=False needs item_ids=True: the items need text or ID embeddings")
         if self.dim % self.heads:
@@ -180,6 +192,7 @@ class SequentialRecommender(Recommender):
     def _train(self) -> None:
         import torch
 
+        from .seqloss import full_cross_entropy, sampled_cross_entropy, sampling_probs, seen_mask
         from .seqnet import SeqNet
 
         torch.manual_seed(self.seed)
@@ -192,6 +205,10 @@ class SequentialRecommender(Recommender):
         fit_seqs, val_rows, val_items = self._holdout()
         inputs, targets, owner = windows(fit_seqs, self.max_len, n_items)
         seen = [np.unique(s) for s in fit_seqs]
+        q = sampler = None
+        if self.loss == "sampled":
+            q = sampling_probs(self.history_.item_counts, self.sampling_alpha)
+            sampler = torch.Generator().manual_seed(self.seed)
         optimizer = torch.optim.Adam(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if self.precision == "bf16" \
             else contextlib.nullcontext
@@ -224,21 +241,20 @@ class SequentialRecommender(Recommender):
                 keep = None
                 if self.item_ids and self.use_text and self.id_dropout > 0:
                     keep = torch.rand(n_items) >= self.id_dropout
-                with autocast():
-                    table = net.item_table(keep)
-                    states = net.user_states(x, table)
-                    where = y >= 0
-                    logits = (states[where] @ table.T).float()
+                where = y >= 0
                 tgt = y[where]
-                if self.mask_seen:
-                    rows = np.repeat(np.arange(len(batch)), where.sum(1).numpy())
-                    mask = torch.zeros(len(batch), n_items, dtype=torch.bool)
-                    for k, b in enumerate(batch):
-                        mask[k, torch.from_numpy(seen[owner[b]])] = True
-                    mask = mask[torch.from_numpy(rows)]
-                    mask[torch.arange(len(tgt)), tgt] = False
-                    logits = logits.masked_fill(mask, float("-inf"))
-                loss = torch.nn.functional.cross_entropy(logits, tgt)
+                mask = mask_rows = None
+                if self.mask_seen:  # one sparse mask row per window, never a row's own target
+                    mask = seen_mask([seen[owner[b]] for b in batch], n_items)
+                    mask_rows = torch.from_numpy(np.repeat(np.arange(len(batch)), where.sum(1).numpy()))
+                with autocast():  # the products in bf16 where asked; the softmax in float32
+                    table = net.item_table(keep)
+                    states = net.user_states(x, table)[where]
+                    if self.loss == "full":
+                        loss = full_cross_entropy(states, table, tgt, mask, mask_rows=mask_rows)
+                    else:
+                        loss = sampled_cross_entropy(states, table, tgt, q, self.num_negatives, mask=mask,
+                                                     mask_rows=mask_rows, generator=sampler)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
