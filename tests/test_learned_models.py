@@ -203,31 +203,3 @@ def test_sampled_softmax_and_id_only_models_learn(synthetic):
     cold = np.flatnonzero(model.history_.item_counts == 0)
     if len(cold):
         assert np.all(model.item_table_[cold] == 0)
-
-
-def test_text_initialised_ids_start_from_the_texts_principal_axes(synthetic):
-    """id_init='text': the ID table starts as the text's top principal coordinates (same
-    spread as the random init), the ID-only model still needs no encoder at scoring time,
-    and an unknown id_init or one without ID embeddings is refused by name."""
-    from leanrec.models.sequential import text_init
-
-    rng = np.random.default_rng(0)
-    T = rng.standard_normal((30, 8)) @ np.diag([5, 3, 1, 1, 1, 1, 1, 1])
-    start = text_init(T, 4)
-    assert start.shape == (30, 4) and abs(start.std() - 1) < 1e-5
-    assert abs(np.corrcoef(start[:, 0], T[:, 0] - T[:, 0].mean())[0, 1]) > 0.9   # the widest axis first
-    assert not text_init(T, 12)[:, 8:].any()                                      # fewer text dims than dim
-    model = _seq(use_text=False, item_ids=True, id_init="text", max_epochs=2).fit(synthetic)
-    assert model.encoder_ is None and model.training_["epochs"] == 2
-    untrained = _seq(use_text=False, item_ids=True, id_init="text", max_epochs=1, lr=1e-9).fit(synthetic)
-    table, with_events = untrained.item_table_, untrained.history_.item_counts > 0
-    assert np.corrcoef(table[with_events, 0], text_init(untrained_text(synthetic), 16)[with_events, 0])[0, 1] > 0.99
-    for bad, match in (({"id_init": "pca"}, "id_init"), ({"id_init": "text", "item_ids": False}, "item_ids")):
-        with pytest.raises(ValueError, match=match):
-            _seq(**bad).fit(synthetic)
-
-
-def untrained_text(ds):
-    from leanrec.models.content import build_encoder
-
-    return build_encoder("tfidf", ds.items.texts, False).encode(ds.items.texts)

@@ -34,7 +34,6 @@ from .content import build_encoder
 from .seqnet import POOLINGS
 
 LOSSES = ("full", "sampled")
-ID_INITS = ("random", "text")
 
 
 
@@ -65,20 +64,6 @@ def windows(sequences: list[np.ndarray], max_len: int, pad: int) -> tuple[np.nda
     return np.stack(inputs), np.stack(targets), np.asarray(owner, np.int64)
 
 
-def text_init(text: np.ndarray, dim: int) -> np.ndarray:
-    """float32[n_items, dim]: the centred text vectors' coordinates on their top ``dim``
-    principal axes, scaled to unit standard deviation overall (the caller multiplies by the
-    spread it wants); zero columns where the text has fewer than ``dim`` dimensions."""
-    X = np.asarray(text, np.float64)
-    X = X - X.mean(axis=0)
-    _, _, vt = np.linalg.svd(X, full_matrices=False)
-    coords = X @ vt[:dim].T
-    out = np.zeros((len(X), dim))
-    out[:, :coords.shape[1]] = coords
-    spread = out.std()
-    return (out / spread if spread > 0 else out).astype(np.float32)
-
-
 def last_window(seq: np.ndarray, max_len: int, pad: int) -> np.ndarray:
     """The newest ``max_len`` events of a history, right-aligned: the input for scoring."""
     x = np.full(max_len, pad, np.int64)
@@ -104,10 +89,7 @@ class SequentialRecommender(Recommender):
     the catalogue, or ``sampled``: ``num_negatives`` shared negatives per batch drawn from
     q ∝ (count + 1)^``sampling_alpha`` (0 = uniform) with the logQ correction
     (:mod:`leanrec.models.seqloss`; for catalogues where full logits do not fit);
-    ``id_init`` — ``random`` or ``text``: the ID embeddings start from the text vectors'
-    top ``dim`` principal components (scaled to the random init's spread), so an ID model
-    begins where the text puts similar items together (the encoder is then read at fit
-    time even with ``use_text=False``, never at scoring time); ``on_epoch`` — called with
+    ``on_epoch`` — called with
     each epoch's record (epoch, train loss, valid NDCG@10, seconds), for progress display.
     """
 
@@ -117,7 +99,7 @@ class SequentialRecommender(Recommender):
                  batch_size: int = 128, max_epochs: int = 200, patience: int = 10, time_budget_s: float = 300.0,
                  mask_seen: bool = True, precision: str = "fp32", seed: int = 42, threads: int | None = 1,
                  cache="auto", temperature: float = 1.0, use_text: bool = True, loss: str = "full",
-                 num_negatives: int = 512, sampling_alpha: float = 0.0, id_init: str = "random", on_epoch=None):
+                 num_negatives: int = 512, sampling_alpha: float = 0.0, on_epoch=None):
         self.encoder = encoder
         self.pooling = pooling
         self.dim = dim
@@ -144,7 +126,6 @@ class SequentialRecommender(Recommender):
         self.loss = loss
         self.num_negatives = num_negatives
         self.sampling_alpha = sampling_alpha
-        self.id_init = id_init
         self.on_epoch = on_epoch
 
     @property
@@ -164,10 +145,6 @@ class SequentialRecommender(Recommender):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.id_init not in ID_INITS:
-            raise ValueError(f"id_init must be one of {ID_INITS}, got {self.id_init!r}")
-        if self.id_init == "text" and not self.item_ids:
-            raise ValueError("id_init='text' needs item_ids=True")
         if not self.use_text and not self.item_ids:
             raise ValueError("use_text=False needs item_ids=True: the items need text or ID embeddings")
         if self.dim % self.heads:
@@ -189,20 +166,15 @@ class SequentialRecommender(Recommender):
     # -- fit ------------------------------------------------------------------------
     def _fit(self, dataset) -> None:
         self._check_params()
-        text = None
-        if self.use_text or self.id_init == "text":
-            texts = dataset.items.texts
-            encoder = build_encoder(self.encoder, texts, self.cache)
-            text = np.asarray(encoder.encode(texts), np.float32)
         if self.use_text:
-            self.encoder_, self.text_vectors_ = encoder, text
-        else:  # ID-only: no encoder at scoring time, a zero-width text table
+            texts = dataset.items.texts
+            self.encoder_ = build_encoder(self.encoder, texts, self.cache)
+            self.text_vectors_ = np.asarray(self.encoder_.encode(texts), np.float32)
+        else:  # ID-only: no encoder, a zero-width text table
             self.encoder_ = None
             self.text_vectors_ = np.zeros((len(dataset.items), 0), np.float32)
-        self._id_start = text_init(text, self.dim) if self.id_init == "text" else None
         with self._threads():
             self._train()
-        del self._id_start
 
     def _holdout(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         """Training histories without each user's last event (users with >= 3 events), and
@@ -230,9 +202,6 @@ class SequentialRecommender(Recommender):
                      pooling=self.pooling, dim=self.dim, max_len=self.max_len, layers=self.layers, heads=self.heads,
                      dropout=self.dropout, item_ids=self.item_ids, half_life=self.half_life,
                      use_text=self.use_text)
-        if self._id_start is not None:
-            with torch.no_grad():
-                net.ids.weight.copy_(torch.from_numpy(self._id_start) * net.ids.weight.std())
         fit_seqs, val_rows, val_items = self._holdout()
         inputs, targets, owner = windows(fit_seqs, self.max_len, n_items)
         seen = [np.unique(s) for s in fit_seqs]
