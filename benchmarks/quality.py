@@ -114,6 +114,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="writes OUT.json and OUT.md "
                     "(default benchmarks/results/quality_<dataset>)")
     ap.add_argument("--work", type=Path, default=None, help="folder for results.json and recs (default: temporary)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                    help="override an ExperimentConfig field, e.g. --set 'sasrec_grid=[{\"item_ids\": true}]' "
+                         "(recorded in the results' config)")
     args = ap.parse_args()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -123,9 +126,16 @@ def main() -> None:
     from leanrec.models.presets import ExperimentConfig, expand_models
 
     out = args.out or RESULTS / f"quality_{args.dataset.replace('-', '')}"
+    overrides = {}
+    for item in args.set:
+        field, sep, value = item.partition("=")
+        if not sep or field not in ExperimentConfig.__dataclass_fields__:
+            raise SystemExit(f"--set {item!r}: expected FIELD=JSON with FIELD an ExperimentConfig field")
+        parsed = json.loads(value)
+        overrides[field] = tuple(parsed) if isinstance(parsed, list) else parsed
     cfg = ExperimentConfig(models=expand_models(m.strip() for m in args.models.split(",") if m.strip()),
                            protocols=tuple(p.strip() for p in args.protocols.split(",") if p.strip()),
-                           reference="sasrec-id")
+                           reference="sasrec-id", **overrides)
     ds = load(args.dataset)
     work = args.work or Path(tempfile.mkdtemp(prefix="leanrec-quality-"))
     t0 = time.perf_counter()
