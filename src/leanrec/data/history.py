@@ -18,7 +18,7 @@ import scipy.sparse as sp
 
 from .schema import TIMESTAMP, USER_ID, Dataset
 
-__all__ = ["History", "decay_weights", "decay_factor", "decayed_sum", "summable_vectors", "user_vectors",
+__all__ = ["History", "decay_factor", "decay_weights", "decayed_sum", "summable_vectors", "user_vectors",
            "weighted_items"]
 
 
@@ -32,13 +32,13 @@ class History:
     item_counts: np.ndarray       # events per item (popularity)
 
     @classmethod
-    def from_dataset(cls, ds: Dataset) -> "History":
+    def from_dataset(cls, ds: Dataset) -> History:
         """The data set's histories, built once per data set (``Dataset.derived``): every
         model of a grid search reads the same ones, and building them sorts every event."""
         return ds.derived("history", (), lambda: cls._build(ds))
 
     @classmethod
-    def _build(cls, ds: Dataset) -> "History":
+    def _build(cls, ds: Dataset) -> History:
         ev = ds.events.frame[[USER_ID, TIMESTAMP]].copy()
         ev["item_pos"] = ds.item_positions
         ev = ev.sort_values([USER_ID, TIMESTAMP, "item_pos"], kind="stable")
