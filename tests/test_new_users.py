@@ -216,3 +216,19 @@ def test_demo_compares_with_the_reference_when_it_ran(synthetic, tmp_path):
     assert "vs_reference" not in res["models"]["popular"]["warm"]
     res = run_experiment(synthetic, tmp_path / "b", ExperimentConfig(models=("popular",), protocols=("warm",)))
     assert "vs_reference" not in res["models"]["popular"]["warm"]  # sasrec-id did not run: no comparison
+
+
+def test_run_ramp_tunes_every_model_on_one_warm_split(synthetic, monkeypatch):
+    import leanrec.eval.new_users as new_users
+    from leanrec.eval.new_users import fit_for_ramp
+
+    made = []
+    real = new_users.temporal_leave_one_out
+    monkeypatch.setattr(new_users, "temporal_leave_one_out", lambda ds: made.append(ds) or real(ds))
+    cfg = ExperimentConfig(half_lives=(2, None), ease_lambdas=(30.0, 300.0))
+    out = run_ramp(synthetic, ["popular", "ease", "tfidf"], cfg)
+    assert len(made) == 1  # popular has no grid; ease and tfidf share the split
+    split = new_user_split(synthetic, cfg.seed)
+    for name in ("ease", "tfidf"):  # the same choice as a split made for the model alone
+        _, params, record = fit_for_ramp(name, split.train, cfg, {})
+        assert params == out["models"][name]["params"] and record["grid"] == out["models"][name]["grid"]

@@ -31,6 +31,7 @@ library never prints; the CLI (``leanrec model ramp``) shows the table.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import Callable
@@ -47,6 +48,7 @@ from ..data.split import (
     NEW_USER_FRACTION,
     RAMP_SIZES,
     RampSplit,
+    Split,
     new_user_split,
     temporal_leave_one_out,
 )
@@ -97,9 +99,12 @@ class NewUserScores:
 
 
 def fit_for_ramp(name: str, train: Dataset, cfg: ExperimentConfig, tuned: dict, users=None,
-                 on_step: Callable[[str], None] | None = None) -> tuple[object, dict, dict]:
+                 on_step: Callable[[str], None] | None = None,
+                 tuning: Split | Callable[[], Split] | None = None) -> tuple[object, dict, dict]:
     """(the model fitted on ``train``, its chosen params, what the tuning did) — see the
-    module docstring; ``users``: the users table for ``demographic`` (default: ``train.users``)."""
+    module docstring; ``users``: the users table for ``demographic`` (default: ``train.users``);
+    ``tuning``: the warm split of ``train`` (or a function returning it) when the caller has
+    it already, so that several models tune on one split (default: made here)."""
     t0 = time.perf_counter()
     if name == "demographic":
         return DemographicPopular().fit(train, users=users), {}, {"fit_seconds": round(time.perf_counter() - t0, 3)}
@@ -108,7 +113,10 @@ def fit_for_ramp(name: str, train: Dataset, cfg: ExperimentConfig, tuned: dict, 
     if len(grid) == 1:
         model = clone(estimator).set_params(**grid[0]).fit(train)
         return model, grid[0], {"fit_seconds": round(time.perf_counter() - t0, 3)}
-    chosen = select(estimator, grid, temporal_leave_one_out(train), on_step=on_step)
+    if callable(tuning):
+        tuning = tuning()
+    chosen = select(estimator, grid, tuning if tuning is not None else temporal_leave_one_out(train),
+                    on_step=on_step)
     if cfg.sequential_refit == "history" and hasattr(chosen.model, "update_history"):
         model = chosen.model  # trained on the warm split's training part; new users need no history of theirs
     else:
@@ -148,9 +156,13 @@ def run_ramp(ds: Dataset, models, cfg: ExperimentConfig | None = None, *, sizes=
     out: dict = {"dataset": ds.summary(), "seed": cfg.seed, "fraction": fraction, "sizes": list(split.targets),
                  "split": split.summary(), "config": asdict(cfg), "models": {}, "rows": []}
     tuned: dict = {}
+    # one warm split of the training users for every model's grid: made once (seconds at
+    # ML-1M), and its data sets keep what the models derive from them (EASE's inverse, which
+    # the hybrid's grid reuses)
+    tuning_split = functools.cache(lambda: temporal_leave_one_out(split.train))
     for name in names:
         step = (lambda what, name=name: on_step(f"{name} {what}")) if on_step else None
-        model, params, record = fit_for_ramp(name, split.train, cfg, tuned, users, step)
+        model, params, record = fit_for_ramp(name, split.train, cfg, tuned, users, step, tuning_split)
         tuned[name] = params
         out["models"][name] = {"params": params, **record}
         out["rows"].extend(ramp_rows(name, model, split, seed=cfg.seed))

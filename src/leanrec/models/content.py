@@ -15,7 +15,7 @@ from sklearn.base import clone
 
 from ..data.history import user_vectors, weighted_items
 from .base import Recommender
-from .live import Decomposition, LiveScorer, encoder_spec
+from .live import Decomposition, ItemCatalogue, LiveScorer, encoder_spec
 
 
 def build_encoder(encoder, texts, cache="auto"):
@@ -55,7 +55,10 @@ class ContentScorer(LiveScorer):
 
     def score(self, users, cat) -> np.ndarray:
         if all(u.vector is None for u in users):
-            U = self.queries([u.events_in(cat) for u in users], cat.V)
+            # a fixed catalogue keeps its vectors in the form the sums are fastest in (sparse
+            # TF-IDF); a live one's vectors change, so they are read as they are
+            V = cat.summable_V if isinstance(cat, ItemCatalogue) else cat.V
+            U = self.queries([u.events_in(cat) for u in users], V)
         else:
             U = np.stack([self.query(u, cat) for u in users]) if users else np.zeros((0, cat.V.shape[1]), np.float32)
         return U @ cat.V.T

@@ -89,6 +89,7 @@ class ItemCatalogue:
         self.id_array = np.asarray(self.ids, dtype=object)  # ids by position, for fancy indexing
         self.pos = {i: k for k, i in enumerate(self.ids)}
         self._V = vectors
+        self._summable = None
         self.counts = np.zeros(len(self.ids)) if counts is None else np.asarray(counts, np.float64)
         self.version = 0
         self._alive = np.ones(len(self.ids), bool)
@@ -106,6 +107,17 @@ class ItemCatalogue:
     @property
     def alive(self) -> np.ndarray:
         return self._alive
+
+    @property
+    def summable_V(self):
+        """``V`` as :func:`leanrec.data.history.user_vectors` sums it fastest (sparse for
+        TF-IDF), converted on first use: this catalogue never changes, and the library
+        scores it for thousands of users per grid point."""
+        if self._summable is None:
+            from ..data.history import summable_vectors
+
+            self._summable = summable_vectors(self.V)
+        return self._summable
 
 
 #: a history the user holds as catalogue positions only (ids looked up on first read)
