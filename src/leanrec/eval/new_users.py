@@ -93,8 +93,7 @@ class NewUserScores:
         if getattr(self.model, "scores_from_profile", False):
             return self.model.score(user_ids)
         cat = self.model.catalogue_
-        users = [LiveUser.from_sequence(cat.id_array[seq], on=(cat, seq))
-                 for seq in (np.asarray(self.histories[u], np.int64) for u in user_ids)]
+        users = [LiveUser.on_catalogue(cat, np.asarray(self.histories[u], np.int64)) for u in user_ids]
         return np.asarray(self.model.scorer_.score(users, cat), np.float32)
 
 
