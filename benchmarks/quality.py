@@ -86,6 +86,30 @@ def cold_claim(results: dict) -> list[str]:
             f"baseline **{best_text}** {cold[best_text]:.4f}: **{ratio:.2f}×** (target ≥ 1.3×)."]
 
 
+def cpu_curve(results: dict, protocol: str = "warm", points: int = 8) -> list[str]:
+    """Quality against training cost: each learned model's internal-validation NDCG@10 (the
+    early-stopping signal, held-out last training events) after the epochs ending at about
+    ``points`` evenly spaced CPU times, from its training history."""
+    curves = {name: per[protocol]["training"]["history"] for name, per in results["models"].items()
+              if protocol in per and (per[protocol].get("training") or {}).get("history")}
+    if not curves:
+        return []
+    rows = [f"## Quality vs training CPU minutes ({protocol})", "",
+            "Internal-validation NDCG@10 (each user's last training event, the early-stopping signal) after "
+            "the epoch that ended at that CPU time; ★ = the epoch kept.", "",
+            "| model | CPU min → NDCG@10 |", "|---|---|"]
+    for name, hist in curves.items():
+        done = [h for h in hist if h["epoch"] > 0]
+        if not done:
+            continue
+        best = max(done, key=lambda h: h["valid_ndcg@10"])["epoch"]
+        picks = sorted({done[round(i * (len(done) - 1) / max(1, points - 1))]["epoch"] for i in range(points)} | {best})
+        cells = [f"{h['cpu_seconds'] / 60:.1f} → {h['valid_ndcg@10']:.4f}{' ★' if h['epoch'] == best else ''}"
+                 for h in done if h["epoch"] in picks]
+        rows.append(f"| {name} | " + " · ".join(cells) + " |")
+    return rows + [""]
+
+
 def report(doc: dict) -> str:
     results = doc["results"]
     m = doc["machine"]
@@ -102,6 +126,7 @@ def report(doc: dict) -> str:
              "deterministic for the seed.", ""]
     for protocol in results["splits"]:
         lines += [f"## {protocol}", ""] + table(results, protocol) + [""]
+    lines += cpu_curve(results)
     lines += cold_claim(results)
     return "\n".join(lines) + "\n"
 

@@ -82,7 +82,7 @@ def demo(
                                "budgets; their wall times are in benchmarks/results/demo_time.json), all."),
     protocols: str = typer.Option("warm,cold", help="Comma-separated protocols."),
     track: str = typer.Option("", help="Send training curves and metrics to tensorboard:FOLDER or mlflow:FOLDER "
-                              "(needs pip install 'leanrec[tracking]'); off by default."),
+                              "(needs pip install 'leanrec\\[tracking]'); off by default."),
 ) -> None:
     """Fetch the data, tune every model on validation, evaluate on test, write the results."""
     from ..experiment import plan_steps, run_experiment
