@@ -52,10 +52,17 @@ def _interval(vs: dict | None, subset: str) -> str:
     return f"{r['ratio']:.3f} [{r['ratio_ci'][0]:.3f}, {r['ratio_ci'][1]:.3f}]"
 
 
+def _memory(mem: dict | None) -> str:
+    """Process RSS peak while the model was tuned, fitted and tested, and its rise above the
+    RSS when that began (``leanrec.core.memory.PeakMemory``, sampled every 50 ms)."""
+    return "–" if not mem else f"{mem['peak_rss_mb']:,.0f} ({mem['rise_mb']:,.0f})"
+
+
 def table(results: dict, protocol: str) -> list[str]:
     rows = ["| model | params | valid NDCG@10 | test NDCG@10 | test Recall@10 | strictly-later NDCG@10 (n) "
-            "| ÷ sasrec-id, all [95% CI] | ÷ sasrec-id, strictly later | CPU s to best / all epochs |",
-            "|---|---|---:|---:|---:|---:|---|---|---:|"]
+            "| ÷ sasrec-id, all [95% CI] | ÷ sasrec-id, strictly later | CPU s to best / all epochs "
+            "| peak RSS MB (rise) |",
+            "|---|---|---:|---:|---:|---:|---|---|---:|---:|"]
     for name, per in results["models"].items():
         run = per.get(protocol)
         if run is None:
@@ -70,7 +77,7 @@ def table(results: dict, protocol: str) -> list[str]:
         rows.append(f"| {name} | {params[:60]} | {_fmt(run['valid'].get('ndcg@10'))} | {_fmt(test.get('ndcg@10'))} "
                     f"| {_fmt(test.get('recall@10'))} | {_fmt(later.get('ndcg@10'))} ({later.get('n_users', 0)}) "
                     f"| {_interval(run.get('vs_reference'), 'all')} | {_interval(run.get('vs_reference'), 'strictly_later')} "
-                    f"| {cost} |")
+                    f"| {cost} | {_memory(run.get('memory'))} |")
     return rows
 
 

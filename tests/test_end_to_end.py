@@ -40,6 +40,8 @@ def test_experiment_on_generated_files(tmp_path):
             run = saved["models"][name][protocol]
             assert {"ndcg@10", "recall@20", "mrr@10", "auc", "coverage@10"} <= set(run["test"])
             assert run["fit_seconds"] >= 0 and run["score_seconds"] >= 0 and run["grid"]
+            # the process's RSS peak while this model ran: at least this interpreter, never below its start
+            assert run["memory"]["peak_rss_mb"] > 50 and 0 <= run["memory"]["rise_mb"] <= run["memory"]["peak_rss_mb"]
             recs = pd.read_csv(tmp_path / "out" / "recs" / f"{name}_{protocol}.csv")
             assert list(recs.columns) == ["user_id", "rank", "item_id", "score"]
             assert recs.groupby("user_id")["rank"].max().max() <= 20

@@ -26,6 +26,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+from .core.memory import PeakMemory
 from .data.schema import Dataset
 from .data.split import PROTOCOLS, make_split
 from .eval.paired import compare_to_reference
@@ -180,28 +181,31 @@ def run_experiment(ds: Dataset, out_dir: str | Path, cfg: ExperimentConfig | Non
         for name in models:
             label = f"{name}/{protocol}"
             step = (lambda what, label=label: on_step(f"{label} {what}")) if on_step else None
-            if name == "learned-hybrid":
-                run = learned_hybrid_run(runs, split, cfg.seed)
-                if step:
-                    step("weights learned on validation")
-                    step("test")
-            else:
-                finetuned, record = _finetuned_encoder(split, cfg, on_status) if name == "minilm-ft" else (None, None)
-                estimator, grid = model_grid(name, cfg, tuned, finetuned)
-                if hasattr(estimator, "on_epoch"):
-                    log_epoch = tracker.epoch_logger(label)
+            with PeakMemory(interval_s=0.05) as memory:  # this model's tuning, fits and test
+                if name == "learned-hybrid":
+                    run = learned_hybrid_run(runs, split, cfg.seed)
+                    if step:
+                        step("weights learned on validation")
+                        step("test")
+                else:
+                    finetuned, record = _finetuned_encoder(split, cfg, on_status) if name == "minilm-ft" else (None, None)
+                    estimator, grid = model_grid(name, cfg, tuned, finetuned)
+                    if hasattr(estimator, "on_epoch"):
+                        log_epoch = tracker.epoch_logger(label)
 
-                    def on_epoch(r, label=label, log_epoch=log_epoch):
-                        log_epoch(r)
-                        if on_status:
-                            on_status(f"{label} epoch {r['epoch']} valid ndcg@10 {r['valid_ndcg@10']:.4f}")
+                        def on_epoch(r, label=label, log_epoch=log_epoch):
+                            log_epoch(r)
+                            if on_status:
+                                on_status(f"{label} epoch {r['epoch']} valid ndcg@10 {r['valid_ndcg@10']:.4f}")
 
-                    estimator.set_params(on_epoch=on_epoch)
-                refit = cfg.sequential_refit if name in SEQUENTIAL_MODELS else "retrain"
-                run = tune_and_test(estimator, grid, split, refit=refit, on_step=step)
+                        estimator.set_params(on_epoch=on_epoch)
+                    refit = cfg.sequential_refit if name in SEQUENTIAL_MODELS else "retrain"
+                    run = tune_and_test(estimator, grid, split, refit=refit, on_step=step)
             runs[name] = run
             tuned[name] = run.params
             summary = _summarise(run)
+            summary["memory"] = {"peak_rss_mb": round(memory.peak_bytes / 2**20, 1),
+                                 "rise_mb": round(memory.delta_bytes / 2**20, 1)}
             if name == "minilm-ft":
                 summary["training"] = _finetune_summary(record)
             results["models"].setdefault(name, {})[protocol] = summary
