@@ -9,7 +9,7 @@ memory of the biggest child process so far):
 then writes ``ml1m_core.json`` (the demo's per-model parameters, test metrics and timings,
 the ramp's rows, the commands, wall times, machine and versions) and ``ml1m_core.md`` (the
 same as tables), every number read from the runs' own results.json and ramp.json.
-ML-1M must be in the leanrec cache (``leanrec data fetch ml-1m``) or reachable.
+ML-1M must be in the leanrec cache (``leanrec data fetch --dataset ml-1m``) or reachable.
 
     python benchmarks/ml1m_core.py [--results benchmarks/results] [--work /tmp/ml1m_core]
 """

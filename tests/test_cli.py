@@ -12,7 +12,7 @@ from leanrec.models.presets import MODEL_NAMES
 runner = CliRunner()
 WIDE = {"COLUMNS": "400"}  # help rows on one line each
 
-#: every group and its verbs, as the README lists them
+#: every group and its verbs, as the documentation lists them
 TREE = {"data": ("fetch", "info", "synth"), "model": ("train", "recommend", "compare", "ramp"),
         "encoder": ("export", "distill", "finetune"), "cost": ("profile", "bench", "plan"),
         "batch": ("encode", "recommend", "index", "plan"), "service": ("serve", "import", "load")}

@@ -101,7 +101,7 @@ def profile(
 @app.command("bench")
 def bench(
     out: Path = common.out_option(Path("bench"), "Folder for report.html, report.json, report.md, pareto.png."),
-    ladder: Path | None = typer.Option(None, help="TOML file of [[config]] tables (default: the built-in ladder)."),
+    ladder: Path | None = typer.Option(None, help="TOML file of \\[\\[config]] tables (default: the built-in ladder)."),
     big_model: Path | None = typer.Option(None, help="A larger local sentence-transformers folder to include."),
     quality: bool = typer.Option(True, help="Measure ML-100K quality for every row."),
     quick: bool = typer.Option(False, help="Fewer texts and repeats (a smoke run, not for quoting)."),

@@ -78,8 +78,8 @@ def demo(
     out: Path = common.out_option(Path("out"), "Folder for results.json and recs/*.csv."),
     dataset: str = common.dataset_option(),
     models: str = typer.Option("core", help=f"Comma-separated models ({common.MODELS}) or groups: core "
-                               f"({common.CORE}; ~1 minute), learned ({common.LEARNED}; trained with time "
-                               "budgets, ~30 minutes on 2 cores), all."),
+                               f"({common.CORE}; the fast ones), learned ({common.LEARNED}; trained with time "
+                               "budgets; their wall times are in benchmarks/results/demo_time.json), all."),
     protocols: str = typer.Option("warm,cold", help="Comma-separated protocols."),
     track: str = typer.Option("", help="Send training curves and metrics to tensorboard:FOLDER or mlflow:FOLDER "
                               "(needs pip install 'leanrec\\[tracking]'); off by default."),

@@ -109,7 +109,7 @@ def peak_rss_bytes() -> int:
     """
     # Linux: VmHWM is the high-water mark of this address space. ru_maxrss is not enough
     # there: it survives fork+exec, so a worker started by a big parent would report the
-    # parent's peak (seen: every bench worker "peaked" at the parent's 991 MB).
+    # parent's peak (every bench worker then "peaked" at its parent's size).
     try:
         with open("/proc/self/status") as fh:
             for line in fh:

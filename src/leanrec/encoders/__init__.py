@@ -130,10 +130,10 @@ def load_encoder(
         ``layers``, ``kwargs``: ``max_seq_length``, ``batch_size``, ``int8_scheme`` (one
         of :data:`~leanrec.encoders.onnx_quantize.INT8_SCHEMES`; default: the model folder's
         hint, else s8); ``threads`` defaults to 1). Exported on first use into
-        ``<cache dir>/encoders/`` (~10 s for MiniLM), reused afterwards.
+        ``<cache dir>/encoders/`` (once: seconds), reused afterwards.
       - ``"static"`` -> :class:`StaticEncoder` over a model2vec distillation (``layers``,
         ``kwargs``: ``pca_dims`` (default 256), ``batch_size``). Distilled on first use
-        (~45 s for MiniLM on one core), reused afterwards.
+        (once: a forward pass per vocabulary token), reused afterwards.
 
     Names are case-insensitive. Anything else raises :class:`ModelNotAvailableError`
     (a ``ValueError`` and a ``FileNotFoundError``) listing the choices, at once and

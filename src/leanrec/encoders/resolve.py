@@ -141,10 +141,9 @@ def weights_fingerprint(folder: str | os.PathLike[str]) -> str:
     """Return a 16-hex-digit sha256 over the model's config, tokenizer and weight files.
 
     Full-content hashing (not just sizes) so that a fine-tuned copy with identical
-    shapes still gets its own ``model_id``. Measured on a 2-core machine: ~0.08 s for
-    all-MiniLM-L6-v2's 87 MiB ``model.safetensors`` when the file is in the OS page
-    cache, ~0.3 s cold; the result is memoised per process, keyed on each file's path,
-    size and mtime, so it is paid once.
+    shapes still gets its own ``model_id``. Hashing reads every weight file once (a
+    fraction of a second for MiniLM); the result is memoised per process, keyed on each
+    file's path, size and mtime, so it is paid once.
     """
     root = Path(folder).resolve()
     files = _relevant_files(root)

@@ -58,7 +58,7 @@ def distill_static(
     layers only, as :class:`~leanrec.encoders.sbert.SentenceTransformerEncoder` does.
     Runs offline from the local files (the loaded model and tokenizer are handed to
     ``model2vec.distill.distill_from_model``, so model2vec never looks a name up on the
-    hub). Takes ~25 s for MiniLM on one Zen3 core: one forward pass per vocabulary token.
+    hub). Costs one forward pass per vocabulary token, once; the result is cached.
 
     Built in a temporary folder and renamed into place; ``out_dir`` must not exist or be
     empty. Returns ``out_dir`` as a ``Path``.

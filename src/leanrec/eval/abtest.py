@@ -15,7 +15,7 @@ What :func:`paired_comparison` reports per metric:
   very skewed — most users score 0 at NDCG@10) or the paired t test;
 * a Holm-adjusted p-value: the *primary* metric (default ``ndcg@10``) is the one pre-declared
   decision and is judged on its own p-value; the other metrics are a family of secondary
-  checks, adjusted together so that eight looks at the same runs do not buy eight chances
+  checks, adjusted together so that several looks at the same runs do not buy several chances
   of a false "better" (the primary's adjusted p equals its raw p);
 * a verdict: ``identical`` when every user's difference is exactly 0 (a deterministic model
   evaluated twice: there is nothing to test, and SciPy would return NaN), ``B better`` /

@@ -32,7 +32,7 @@ name the file and the field.
 
 Seeds (:func:`plan_seeds`). For a model whose seed changes the trained model (``RANDOMISED``)
 one run per side compares two *instances*, not two configurations (an A/A with one seed per
-side is declared different ~24% of the time at α = 0.05). So a seeded side is fitted once per
+side is declared different far more often than α: benchmarks/results/aa_calibration.md). So a seeded side is fitted once per
 seed and the verdict comes from Welch's t over the per-seed means (see
 :mod:`leanrec.eval.abtest`): the seeds are the explicit ``seeds`` list when the file has
 one, else ``seed, seed + 1, …, seed + N − 1`` with N from ``--seeds`` (default 3). The two
@@ -72,7 +72,7 @@ DEFAULT_SEEDS = 3
 _NAMED = ", ".join(f"'{n}'" for n in (*BUILTIN, "synthetic"))
 SYNTHETIC_FIELDS = ("n_users", "n_items", "seed", "events_per_user", "p_off_topic")
 #: models whose seed changes the fitted model: a one-seed-per-side verdict compares two trained
-#: *instances* (benchmarks/results/aa_calibration.md: same config, two seeds, ~24% "different")
+#: *instances* (benchmarks/results/aa_calibration.md: same config, two seeds, often "different")
 RANDOMISED = RANDOMISED_MODELS
 #: the per-user metrics evaluate() reports, i.e. what can be compared (and be primary)
 METRICS = tuple(per_user_metrics(np.ones(1, np.int64), np.ones(1), KS))

@@ -105,7 +105,7 @@ class CompareResult:
             randomised = sorted({s.config.model for s in (self.a, self.b) if s.config.seeded})
             notes.append(f"{', '.join(randomised)} depends on its seed and a side ran one seed: the test compares "
                          "two trained instances, so a difference is worded \"instances differ\", not \"better\" "
-                         "(seed variance alone is declared a difference ~24% of the time: "
+                         "(seed variance alone is often declared a difference: "
                          "benchmarks/results/aa_calibration.md); use --seeds 3 or more to compare configurations.")
         elif level == "seeds":
             fixed = [f"{label} ({r.config.model}) is deterministic: one exact value, no seed variance"

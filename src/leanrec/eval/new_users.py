@@ -60,7 +60,7 @@ from .tuning import select
 
 #: models the ramp runs besides the presets, and the presets it cannot run (the learned
 #: hybrid's weights are learned on validation targets of known users; the fine-tuned
-#: encoder would be fine-tuned again on the training users, ~20 minutes)
+#: encoder would be fine-tuned again on the training users, the costliest fit leanrec has)
 EXTRA_MODELS = ("demographic",)
 UNSUPPORTED = ("learned-hybrid", "minilm-ft")
 RAMP_MODELS = tuple(m for m in MODEL_NAMES if m not in UNSUPPORTED) + EXTRA_MODELS

@@ -6,7 +6,7 @@ of the user-item history matrix); this base turns that into the public API:
 * ``fit(dataset) -> self`` (scikit-learn contract: hyper-parameters are constructor
   arguments stored as given, learned state ends in ``_``);
 * ``score(user_ids) -> float32[n_users, n_items]`` over the whole catalogue, in item-id
-  order; users unknown to the model get a row of zeros (the service issue adds a proper
+  order; users unknown to the model get a row of zeros (the service puts a proper
   cold-start list on top);
 * ``predict_proba(user_ids, candidates=None)``: P(i|u) = softmax_i(<U_u, V_i> / T) over the
   candidates (all items by default) — the seed formula, T = ``temperature`` where a model

@@ -110,7 +110,8 @@ class EASE(Recommender):
         if not self.lam > 0:
             raise ValueError(f"lam must be > 0, got {self.lam}")
         # B depends on the data and λ alone: kept on the data set, so the hybrid's grid (24
-        # points, one λ) inverts once, not 24 times (3 s each at ML-1M's 3,706 items)
+        # points, one λ) inverts once, not once per point (an
+        # O(n_items³) inversion each; fit seconds in benchmarks/results/ml1m_core.md)
         self.B_ = dataset.derived("ease_B", float(self.lam), self._weights)
 
     def _weights(self) -> np.ndarray:

@@ -44,7 +44,7 @@ class ServiceConfig:
     pgvector_max_scan_tuples: int = 20_000
     # a filter that selects at most this many items is answered exactly from the in-memory
     # matrix (cost ∝ its size) instead of a walk that may visit max_scan_tuples rows for it
-    pgvector_filter_scan_rows: int = 50_000  # 1M × 256-d: 8.8 ms at 25k rows, 27 ms at 100k (filter_scan.py)
+    pgvector_filter_scan_rows: int = 50_000  # see benchmarks/results/filter_scan.md
     # pgvector's approximate index: hnsw (the hnsw_* settings) or ivfflat, which scans the
     # ivfflat_probes lists whose centroids are nearest (an iterative scan up to max_probes);
     # its centroids come from the rows present when it is built (see Store.ensure_ivfflat_index)

@@ -93,7 +93,7 @@ class Reads:
         ``pre``: a :meth:`_pgvector_prefetch` result, used if the index and model are still served."""
         cat = self.cat
         if (scoring.scorer.by_query and pre is not None and pre[0] is self.pgv and pre[1] is scoring
-                and len(pre[2]) >= k):  # PostgreSQL answered: no mask (23 ms median above 50k items at 1M)
+                and len(pre[2]) >= k):  # PostgreSQL answered: no mask (benchmarks/results/pgvector_scale.md)
             pos, scores = pre[0].positions(cat, pre[2], pre[3])
             return Ranked(cat, pos, scores, scoring.name, scoring.temperature, False, scoring)
         mask = cat.filter_mask(filters or [])

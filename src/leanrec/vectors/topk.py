@@ -16,13 +16,12 @@ import numpy as np
 __all__ = ["GATHER_BLOCK", "GATHER_SHARE", "masked_top", "scan_rows", "sort_results", "top_k", "topk_columns"]
 
 # exact search with a filter gathers the allowed rows when they are at most 1/GATHER_SHARE of
-# the catalogue: a gathered row costs several times a streamed one (benchmarks/filter_scan.py,
-# 1M × 256-d: 100k gathered rows 27.3 ms against 63.3 ms for all 1M streamed, 250k 61.6 ms
-# against 70.5 ms; the break-even is near a quarter, the bound stays on the safe side)
+# the catalogue: a gathered row costs several times a streamed one, the break-even is near a
+# quarter of the catalogue and the bound stays on the safe side (benchmarks/results/filter_scan.md)
 GATHER_SHARE = 8
 # gathered rows are scored in blocks of this many (2 MB at 256-d), so that a block is still in
-# cache when the mat-vec reads it instead of one n×d copy written and read back (filter_scan.py:
-# 100k rows 27.3 ms in blocks; 43.8 ms as one gather in the run before the change)
+# cache when the mat-vec reads it instead of one n×d copy written and read back (faster in
+# benchmarks/results/filter_scan.md)
 GATHER_BLOCK = 2048
 
 

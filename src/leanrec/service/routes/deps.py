@@ -127,7 +127,7 @@ async def call(fn, *args, thread: bool = False):
 
 def settle_garbage_collector() -> None:
     """Move everything alive after start-up (modules, the catalogue) out of the collector's
-    reach. Without it each full collection walks ~200k long-lived objects, a 100-300 ms
-    stall of the event loop that was the whole p99 tail in the load benchmark."""
+    reach. Without it each full collection walks every long-lived object, a stall of the
+    event loop that was the whole p99 tail in benchmarks/results/service_load.md."""
     gc.collect()
     gc.freeze()
