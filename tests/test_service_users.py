@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import threading
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -158,6 +159,15 @@ def test_a_read_never_caches_a_state_older_than_a_write(tmp_path, cache_users):
 
 
 # ---- ids in paths, unknown users ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("user_id", ["x" * 257, "tab\there", "bell\x07"])
+def test_path_user_ids_follow_the_body_id_rules(client, user_id):  # noqa: F811
+    r = client.get(f"/users/{quote(user_id, safe='')}/recommendations")
+    assert r.status_code == 422, r.text
+    err = r.json()["detail"][0]
+    assert err["loc"] == ["path", "user_id"], err
+    assert client.get(f"/users/{'x' * 256}/recommendations").status_code == 200
 
 
 def test_unknown_users_are_not_cached_and_evict_nobody(tmp_path):
