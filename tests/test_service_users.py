@@ -197,3 +197,13 @@ def test_unknown_users_over_http_do_not_grow_the_cache(client):  # noqa: F811
     for n in range(40):
         assert client.get(f"/users/ghost{n}{'y' * 200}/recommendations").json()["cold_start"] is True
     assert client.get("/readyz").json()["cached_users"] == cached
+
+
+# ---- 404 messages -------------------------------------------------------------------------------
+
+
+def test_not_found_messages_are_not_mangled(client):  # noqa: F811
+    assert client.get("/items/nope").json() == {"detail": "no item 'nope'"}
+    assert client.get("/items/nope/similar").json() == {"detail": "no item 'nope'"}
+    assert client.get("/experiments/nope").json() == {"detail": "no experiment 'nope'"}
+

@@ -86,7 +86,9 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound):
-        return JSONResponse({"detail": str(exc).strip("'\"")}, status_code=404)
+        # the message itself: str() of a KeyError would quote it, and stripping quotes mangles it
+        detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+        return JSONResponse({"detail": detail}, status_code=404)
 
     @app.exception_handler(Conflict)
     async def _conflict(request: Request, exc: Conflict):
