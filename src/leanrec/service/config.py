@@ -59,7 +59,7 @@ class ServiceConfig:
     max_k: int = 1000
     max_future_s: float = 86_400.0     # events may be at most this far in the future
     min_timestamp: float = 0.0         # ... and not before this (Unix seconds)
-    cache_users: int = 200_000         # profiles and seen-sets kept in memory (LRU)
+    cache_users: int = 200_000         # users with events whose profiles are kept in memory (LRU)
     cold_start_new_share: float = 0.5  # share of a cold-start list taken by the newest items
 
     def with_overrides(self, **values: Any) -> ServiceConfig:

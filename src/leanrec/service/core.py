@@ -11,7 +11,9 @@ the served model's scorer's (:mod:`leanrec.models.live`).
 Concurrency: one process owns the in-memory state. ``_write`` serialises writers (database
 transaction, then the in-memory change, so memory follows commit order); ``_state`` guards
 the in-memory structures and is held by readers only for the search itself and by writers
-only for the in-memory change — never across a database commit or an encoder call.
+only for the in-memory change — never across a database commit or an encoder call. The
+user cache is versioned (:meth:`.users.UserCache._user_state`): a read that loads a user
+from the store never caches its copy over a state a writer installed after that load began.
 """
 
 from __future__ import annotations
@@ -43,7 +45,10 @@ class RecService(Lifecycle, Writes, UserCache, Reads, LiveExperiments):
         self._injected_encoder = encoder
         self._write = threading.RLock()
         self._state = threading.RLock()
-        self._users: OrderedDict[str, tuple] = OrderedDict()  # user id -> UserState as plain tuples
+        # user id -> (UserState as plain tuples..., epoch); versioned, see UserCache._user_state
+        self._users: OrderedDict[str, tuple] = OrderedDict()
+        self._epoch = 0    # bumped by every writer's install and every drop
+        self._dropped = 0  # the newest epoch of a state dropped from _users
         self.encoder = None
         self.encoder_spec: dict | None = None
         self.cat: Catalogue | None = None

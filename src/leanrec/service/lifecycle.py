@@ -129,7 +129,7 @@ class Lifecycle:
                 self.encoder, self.encoder_spec, self.cat, self.scoring = encoder, spec, cat, scoring
                 self.pgv = pgv
                 self.pid = profile_id(encoder.model_id, scoring.half_life)
-                self._users.clear()
+                self._forget()
         if path:
             self.store.record_model(str(Path(path).resolve()), scoring.kind, folder.meta)
         if self.metrics is not None:

@@ -85,8 +85,7 @@ class Writes:
                   "value": e["value"]} for e in events], rows,
                 running=[x for x in self._experiments.values() if x.running])
             with self._state:
-                for user, st in new_states.items():
-                    self._remember(user, st)
+                self._install(new_states)
                 cat.add_counts([e["item_id"] for e in events])
         if self.metrics is not None:
             self.metrics.events.inc(len(events))

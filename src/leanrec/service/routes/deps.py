@@ -20,6 +20,7 @@ from ..core import RecService
 from ..errors import Conflict, InputError, NotFound
 from ..keys import allows, hash_key
 from ..metrics import Metrics
+from .bodies import ID
 
 
 class Http:
@@ -85,7 +86,9 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound):
-        return JSONResponse({"detail": str(exc).strip("'\"")}, status_code=404)
+        # the message itself: str() of a KeyError would quote it, and stripping quotes mangles it
+        detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+        return JSONResponse({"detail": detail}, status_code=404)
 
     @app.exception_handler(Conflict)
     async def _conflict(request: Request, exc: Conflict):
@@ -107,6 +110,12 @@ def validate(adapter: TypeAdapter, data: Any, prefix: list) -> Any:
     except ValidationError as exc:
         raise unprocessable([{"loc": prefix + list(e["loc"]), "msg": e["msg"], "type": e["type"]}
                              for e in exc.errors(include_url=False, include_input=False)]) from None
+
+
+def path_id(value: str, name: str) -> str:
+    """An id from the path, checked by the rules of ids in bodies (:data:`.bodies.ID`):
+    1 to 256 characters, no ``/``, no control characters; else a 422 at ``["path", name]``."""
+    return validate(ID, value, ["path", name])
 
 
 async def read_body(request: Request) -> Any:

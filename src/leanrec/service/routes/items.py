@@ -2,12 +2,12 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from ..inputs import parse_filters
-from .bodies import ANY_ITEMS, ID, ITEM, ITEMS, documents
-from .deps import Http, call, json_response, read_body, validate
+from .bodies import ANY_ITEMS, ITEM, ITEMS, documents
+from .deps import Http, call, json_response, path_id, read_body, validate
 
 
 def add_routes(routes: APIRouter, http: Http) -> None:
@@ -15,8 +15,8 @@ def add_routes(routes: APIRouter, http: Http) -> None:
 
     @routes.put("/items/{item_id}", dependencies=[write], tags=["items"], openapi_extra=documents(ITEM),
            summary="Create or replace an item; it is encoded and recommendable when this returns")
-    async def put_item(item_id: Annotated[str, Path(max_length=256)], request: Request, svc: Svc):
-        validate(ID, item_id, ["path", "item_id"])
+    async def put_item(item_id: str, request: Request, svc: Svc):
+        path_id(item_id, "item_id")
         body = validate(ITEM, await read_body(request), ["body"])
         res = await call(svc.upsert_items, [{"item_id": item_id, "text": body.text, "fields": body.fields}],
                          thread=True)

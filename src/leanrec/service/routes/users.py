@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from ..inputs import parse_filters
-from .deps import Http, call, json_response
+from .deps import Http, call, json_response, path_id
 
 
 def add_routes(routes: APIRouter, http: Http) -> None:
@@ -21,6 +21,7 @@ def add_routes(routes: APIRouter, http: Http) -> None:
                                                     "running experiment")] = None,
             explain: Annotated[bool, Query(description="Add each item's exact score split into the user's history "
                                                        "items and one sentence (reads the store: slower)")] = False):
+        path_id(user_id, "user_id")
         filters = parse_filters(filter)
         if experiment is not None or explain:  # an exposure write or history reads: off the event loop
             return json_response(await call(svc.recommend, user_id, k, exclude_seen, filters, experiment, explain,
