@@ -74,7 +74,10 @@ def load(
     from ..service.store import Store, StoreError
 
     cfg = _config(config, db=db)
-    store = Store(cfg.db)
+    try:
+        store = Store(cfg.db)
+    except StoreError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--db") from None
     problem = store.connection_error()
     if problem:
         raise typer.BadParameter(f"cannot reach {store.describe()}: {problem}", param_hint="--db")
@@ -123,6 +126,8 @@ def serve(
         console.print(f"[red]cannot start the service: {exc}")
         raise typer.Exit(2) from None
     app_ = create_app(cfg)
-    console.print(f"leanrec service on http://{cfg.host}:{cfg.port} · store {cfg.db} · docs at /docs")
+    from ..service.store import redact_url
+
+    console.print(f"leanrec service on http://{cfg.host}:{cfg.port} · store {redact_url(cfg.db)} · docs at /docs")
     uvicorn.run(app_, host=cfg.host, port=cfg.port, log_level=log_level, access_log=False,
                 timeout_graceful_shutdown=10)

@@ -59,7 +59,7 @@ def create_app(config: ServiceConfig, *, encoder=None, start_in_background: bool
                               "collaborative signals and live events. " + (__doc__ or "").split("\n\n", 1)[1])
     app.state.service = service
     app.state.metrics = metrics
-    add_error_handlers(app)
+    add_error_handlers(app, config)
     add_routes(app.router, Http(service, config, metrics))
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     app.add_middleware(Timing, metrics=metrics)

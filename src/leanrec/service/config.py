@@ -21,6 +21,12 @@ class ServiceConfig:
     port: int = 8000
     db: str = "sqlite:///leanrec.db"   # SQLAlchemy URL; postgresql+psycopg://... for PostgreSQL
     data_dir: str = "leanrec-data"     # persisted vector index (restored at start-up)
+    # database faults (locked, busy, disk full, I/O error, unreachable) answer 503 with
+    # Retry-After; these bound how long a request waits before it gets that answer
+    sqlite_busy_timeout_s: float = 2.0     # SQLite: how long a write waits for another writer's lock
+    pg_connect_timeout_s: float = 5.0      # PostgreSQL: opening a connection (libpq connect_timeout, >= 2)
+    pg_statement_timeout_s: float = 30.0   # PostgreSQL: any statement of a request; 0 = no limit
+    db_retry_after_s: int = 5              # Retry-After of those 503s; /readyz is 503 this long after one
     # who
     api_key_file: str | None = None    # lines "read:KEY" / "write:KEY"; synced (hashed) into the store
     read_requires_key: bool = False    # reads are open unless this is set; writes always need a write key
@@ -75,6 +81,11 @@ class ServiceConfig:
                      "max_body_bytes", "max_batch", "max_k", "cache_users", "encoder_threads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        for name in ("sqlite_busy_timeout_s", "pg_connect_timeout_s", "pg_statement_timeout_s"):
+            if not float(getattr(self, name)) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if int(self.db_retry_after_s) < 1:
+            raise ValueError(f"db_retry_after_s must be >= 1, got {self.db_retry_after_s!r}")
         if self.half_life is not None and not self.half_life > 0:
             raise ValueError(f"half_life must be > 0 or absent, got {self.half_life!r}")
         if not 0.0 <= self.cold_start_new_share <= 1.0:
@@ -85,13 +96,15 @@ class ServiceConfig:
         from sqlalchemy.engine import make_url
         from sqlalchemy.exc import ArgumentError
 
+        from .store.base import redact_url
+
         try:
             backend = make_url(self.db).get_backend_name()
         except ArgumentError:
             backend = None
         if backend != "postgresql":
             raise ValueError(f"index = 'pgvector' needs a PostgreSQL store (db = postgresql://USER@HOST/DB), "
-                             f"got db = {self.db!r}")
+                             f"got db = {redact_url(self.db)!r}")
         if self.pgvector_ann not in ("hnsw", "ivfflat"):
             raise ValueError(f"pgvector_ann must be hnsw or ivfflat, got {self.pgvector_ann!r}")
         modes = ("relaxed_order", "strict_order", "off") if self.pgvector_ann == "hnsw" else ("relaxed_order", "off")

@@ -40,7 +40,9 @@ class RecService(Lifecycle, Writes, UserCache, Reads, LiveExperiments):
         # server has no extension); otherwise the store uses them when it finds the extension
         self.store = Store(config.db, vectors="pgvector" if config.index == "pgvector" else "auto",
                            hnsw_m=config.hnsw_m, hnsw_ef_construction=config.hnsw_ef_construction,
-                           ann=config.pgvector_ann, ivfflat_lists=config.ivfflat_lists)
+                           ann=config.pgvector_ann, ivfflat_lists=config.ivfflat_lists,
+                           busy_timeout_s=config.sqlite_busy_timeout_s, connect_timeout_s=config.pg_connect_timeout_s,
+                           statement_timeout_s=config.pg_statement_timeout_s)
         self.metrics = metrics
         self._injected_encoder = encoder
         self._write = threading.RLock()
@@ -58,6 +60,7 @@ class RecService(Lifecycle, Writes, UserCache, Reads, LiveExperiments):
         self.ready = False
         self.error: str | None = None
         self.api_keys: dict[str, str] = {}
+        self._key_file_sig: tuple | None = None  # (mtime_ns, size, inode) of the key file loaded
         self._saved_version = (None, -1)
         self._stop = threading.Event()
         self._persister: threading.Thread | None = None

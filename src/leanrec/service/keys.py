@@ -41,5 +41,18 @@ def read_key_file(path: str | Path) -> list[tuple[str, str]]:
     return out
 
 
+def loose_permissions(path: str | Path) -> str | None:
+    """A warning when the key file can be read by its group or by others (the keys are
+    bearer tokens: anyone who reads the file can write to the service), else None."""
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError:
+        return None
+    if mode & 0o044:
+        return (f"API key file {path} is readable by group or others (mode {mode & 0o777:o}): "
+                f"run chmod 600 {path}")
+    return None
+
+
 def allows(scope: str | None, needed: str) -> bool:
     return scope == "write" or (scope == "read" and needed == "read")

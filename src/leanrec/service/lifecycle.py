@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
 import sys
 import threading
@@ -29,7 +30,7 @@ from .scoring import (
     Scoring,
     content_name,
 )
-from .store import Store
+from .store import Store, StoreError, scrub
 
 log = logging.getLogger("leanrec.service")
 
@@ -40,10 +41,12 @@ class Lifecycle:
         try:
             self.store.migrate()
             if self.config.api_key_file:
-                from .keys import read_key_file
+                from .keys import loose_permissions
 
-                self.store.replace_api_keys(read_key_file(self.config.api_key_file))
-            self.api_keys = self.store.api_key_scopes()
+                warning = loose_permissions(self.config.api_key_file)
+                if warning:
+                    log.warning("%s", warning)
+            self.reload_api_keys(strict=True)
             self._experiments = {d["id"]: Experiment.from_dict(d) for d in self.store.experiments()}
             path = self.config.model
             if path is None:
@@ -56,9 +59,47 @@ class Lifecycle:
             self._persister.start()
             self.ready = True
         except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = scrub(f"{type(exc).__name__}: {exc}", self.config.db)
             raise
         return self
+
+    def key_file_changed(self) -> bool:
+        """Whether the API key file differs (mtime, size, inode) from the one last loaded:
+        one ``stat`` per authenticated request."""
+        path = self.config.api_key_file
+        if not path:
+            return False
+        try:
+            st = os.stat(path)
+            sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            sig = None
+        return sig != self._key_file_sig
+
+    def reload_api_keys(self, strict: bool = False) -> None:
+        """Sync the key file into the store and serve its keys: a key removed from the file
+        is refused from the next request on. A file that cannot be read (mid-edit, removed)
+        keeps the keys in force and is logged (``strict``: at start-up, an error)."""
+        path = self.config.api_key_file
+        with self._write:
+            if path:
+                from .keys import read_key_file
+
+                sig = None
+                try:
+                    st = os.stat(path)
+                    sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+                    entries = read_key_file(path)
+                except (OSError, ValueError) as exc:
+                    if strict:
+                        raise
+                    log.error("API key file not reloaded, the keys in force stay: %s", exc)
+                    self._key_file_sig = sig  # tried again when the file changes again
+                    return
+                self.store.replace_api_keys(entries)
+                self._key_file_sig = sig
+                log.info("API keys loaded from %s (%d keys)", path, len(entries))
+            self.api_keys = self.store.api_key_scopes()
 
     def stop(self) -> None:
         self._stop.set()
@@ -248,7 +289,10 @@ def preflight(config: ServiceConfig) -> None:
         read_key_file(config.api_key_file)
     if config.model:
         load_scorer(config.model)
-    store = Store(config.db)
+    try:
+        store = Store(config.db, connect_timeout_s=config.pg_connect_timeout_s)
+    except StoreError as exc:
+        raise ValueError(str(exc)) from None
     try:
         error = store.connection_error()
     finally:

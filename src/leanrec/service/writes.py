@@ -37,6 +37,7 @@ class Writes:
             if self.encoder.model_id != enc_id:  # a model swap changed the encoder meanwhile
                 vecs = self._encode([it["text"] for it in items])
             res = self.store.upsert_items(items, vecs, self.encoder.model_id)
+            self.store.clear_fault()  # the database takes writes again: /readyz may say ready
             with self._state:
                 self.cat.upsert(ids, vecs, [it["fields"] for it in items], [r["created_at"] for r in res],
                                 seq=max(r["seq"] for r in res))
@@ -84,6 +85,7 @@ class Writes:
                 [{"user_id": e["user_id"], "item_id": e["item_id"], "ts": e["ts"], "kind": e["kind"],
                   "value": e["value"]} for e in events], rows,
                 running=[x for x in self._experiments.values() if x.running])
+            self.store.clear_fault()
             with self._state:
                 self._install(new_states)
                 cat.add_counts([e["item_id"] for e in events])

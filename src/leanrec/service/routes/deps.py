@@ -7,6 +7,7 @@ routers are built per app, so their annotations name locals a string could not r
 """
 
 import gc
+import logging
 from typing import Annotated, Any
 
 import orjson
@@ -14,12 +15,14 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import TypeAdapter, ValidationError
+from sqlalchemy import exc as sa_exc
 
 from ..config import ServiceConfig
 from ..core import RecService
 from ..errors import Conflict, InputError, NotFound
 from ..keys import allows, hash_key
 from ..metrics import Metrics
+from ..store import StoreError, unavailable_reason
 from .bodies import ID
 
 
@@ -42,7 +45,9 @@ class Http:
             raise HTTPException(503, detail=service.error or "starting: the catalogue is being loaded")
         return service
 
-    def key_scope(self, request: Request) -> str | None:
+    async def key_scope(self, request: Request) -> str | None:
+        if self.service.key_file_changed():  # a key added or revoked in the file counts at once
+            await run_in_threadpool(self.service.reload_api_keys)
         header = request.headers.get("authorization")
         if header is None:
             return None
@@ -61,7 +66,7 @@ class Http:
         async def check(request: Request) -> None:
             if what == "read" and not config.read_requires_key:
                 return
-            scope = self.key_scope(request)
+            scope = await self.key_scope(request)
             if scope is None:
                 why = ("no API keys are configured: start the service with --api-key-file"
                        if not service.api_keys else f"missing API key: this needs a {what!r} key "
@@ -77,8 +82,17 @@ class Http:
                                   "msg": f"at most {self.config.max_batch} {what} per request, got {n}"}])
 
 
-def add_error_handlers(app: FastAPI) -> None:
-    """The service's errors as HTTP answers: InputError 422, NotFound 404, Conflict 409."""
+def unavailable(reason: str, retry_after_s: int) -> JSONResponse:
+    """503 with ``Retry-After``: the database cannot take the request now (a fixed sentence:
+    no SQL, no parameters, no ids)."""
+    return JSONResponse({"detail": f"{reason}; nothing was stored, retry in {retry_after_s} s"},
+                        status_code=503, headers={"Retry-After": str(retry_after_s)})
+
+
+def add_error_handlers(app: FastAPI, config: ServiceConfig) -> None:
+    """The service's errors as HTTP answers: InputError 422, NotFound 404, Conflict 409, a
+    database locked, full, failing or unreachable 503 with ``Retry-After`` (every write is one
+    transaction, so such a request stored nothing). Any other database error stays a 500."""
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError):
@@ -93,6 +107,16 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Conflict)
     async def _conflict(request: Request, exc: Conflict):
         return JSONResponse({"detail": str(exc)}, status_code=409)
+
+    async def _database(request: Request, exc: Exception):
+        reason = unavailable_reason(exc)
+        if reason is None:
+            raise exc  # a bug, not a fault: the 500 handler logs it
+        logging.getLogger("leanrec.service").warning("%s %s: 503, %s", request.method, request.url.path, reason)
+        return unavailable(reason, int(config.db_retry_after_s))
+
+    for cls in (sa_exc.DBAPIError, sa_exc.TimeoutError, StoreError):
+        app.add_exception_handler(cls, _database)
 
 
 def json_response(data: Any, status: int = 200) -> Response:

@@ -1,5 +1,5 @@
 """``/healthz`` (the process answers), ``/readyz`` (the catalogue is loaded and the database
-answers) and ``/metrics`` (Prometheus); no key needed."""
+takes writes) and ``/metrics`` (Prometheus); no key needed."""
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
@@ -19,9 +19,14 @@ def add_routes(routes: APIRouter, http: Http) -> None:
     async def readyz():
         if not service.ready:
             return json_response({"status": "error" if service.error else "starting", "error": service.error}, 503)
-        error = await run_in_threadpool(service.store.connection_error)
+        # unusable: a write failed for a database fault (locked, full, I/O, unreachable) less than
+        # db_retry_after_s ago and none succeeded since, or a write could not start now
+        retry = int(http.config.db_retry_after_s)
+        error = service.store.recent_fault(retry) or await run_in_threadpool(service.store.write_error)
         if error is not None:
-            return json_response({"status": "database unreachable", "error": error}, 503)
+            answer = json_response({"status": "database unavailable", "error": error}, 503)
+            answer.headers["Retry-After"] = str(retry)
+            return answer
         return json_response({"status": "ready", **service.stats(), "model": service.scoring.name})
 
     @routes.get("/metrics", tags=["operations"])

@@ -25,7 +25,7 @@ One module per table family, each a class over the one engine of :mod:`.base`;
 from __future__ import annotations
 
 from .ann_indexes import ANN_KINDS, AnnIndexes
-from .base import StoreError, make_engine
+from .base import StoreError, make_engine, redact_url, scrub, unavailable_reason
 from .events import EventRows
 from .experiments import ExperimentRows
 from .items import ItemRows
@@ -33,7 +33,8 @@ from .keys import KeyRows
 from .models import ModelRows
 from .vectors import VECTOR_MODES
 
-__all__ = ["ANN_KINDS", "VECTOR_MODES", "Store", "StoreError", "make_engine"]
+__all__ = ["ANN_KINDS", "VECTOR_MODES", "Store", "StoreError", "make_engine", "redact_url", "scrub",
+           "unavailable_reason"]
 
 
 class Store(ItemRows, AnnIndexes, EventRows, ExperimentRows, KeyRows, ModelRows):
@@ -54,8 +55,10 @@ class Store(ItemRows, AnnIndexes, EventRows, ExperimentRows, KeyRows, ModelRows)
     """
 
     def __init__(self, url: str, *, vectors: str = "auto", hnsw_m: int = 16, hnsw_ef_construction: int = 64,
-                 ann: str = "hnsw", ivfflat_lists: int = 0):
+                 ann: str = "hnsw", ivfflat_lists: int = 0, busy_timeout_s: float = 30.0,
+                 connect_timeout_s: float | None = None, statement_timeout_s: float | None = None):
         self.url = url
+        self.fault: tuple[float, str] | None = None  # (when, why) of the last "database unusable" error
         if vectors not in VECTOR_MODES:
             raise StoreError(f"vectors must be one of {', '.join(VECTOR_MODES)}, got {vectors!r}")
         if ann not in ANN_KINDS:
@@ -68,6 +71,8 @@ class Store(ItemRows, AnnIndexes, EventRows, ExperimentRows, KeyRows, ModelRows)
         self._pgvector: bool | None = None  # resolved on first use (after the migrations)
         self._vec_tables: dict[str, object] = {}  # encoder id -> its Table (pgvector mode)
         try:
-            self.engine = make_engine(url)
-        except Exception as exc:  # bad URL, missing driver
-            raise StoreError(f"cannot open the store {url!r}: {exc}") from exc
+            self.engine = make_engine(url, busy_timeout_s=busy_timeout_s, connect_timeout_s=connect_timeout_s,
+                                      statement_timeout_s=statement_timeout_s)
+        except Exception as exc:  # bad URL, missing driver: neither message may show the password
+            raise StoreError(scrub(f"cannot open the store {redact_url(url)!r}: {exc}", url)) from None
+        self.watch_faults()

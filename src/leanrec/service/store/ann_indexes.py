@@ -106,6 +106,7 @@ class AnnIndexes(VectorRows):
         table = self._indexable(encoder_id, "IVFFlat")
         name, index = table.name, self.ann_index_name(encoder_id, "ivfflat")
         with self.engine.begin() as conn:
+            conn.execute(text("SET LOCAL statement_timeout = 0"))  # a build takes minutes: not a request
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
             rows = int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar())
             want = self.ivfflat_lists or self.ivfflat_lists_for(rows)
@@ -135,6 +136,7 @@ class AnnIndexes(VectorRows):
         index = self.hnsw_index_name(encoder_id)
         m, efc = self.hnsw_m, self.hnsw_ef_construction
         with self.engine.begin() as conn:
+            conn.execute(text("SET LOCAL statement_timeout = 0"))  # a build takes minutes: not a request
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
             if conn.execute(text("SELECT 1 FROM pg_indexes WHERE tablename = :t AND indexname = :i"),
                             {"t": name, "i": index}).first() is not None:
