@@ -61,7 +61,7 @@ class ItemBatch(BaseModel):
 
 
 class EventBody(BaseModel):
-    """One interaction. ``timestamp``: Unix seconds or ISO 8601 (default: now)."""
+    """One interaction. ``timestamp``: Unix seconds or ISO 8601, UTC when it names no zone (default: now)."""
 
     model_config = ConfigDict(extra="forbid")
     user_id: Id
