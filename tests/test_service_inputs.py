@@ -50,3 +50,23 @@ def test_iso_time_without_a_zone_is_utc(client, tmp_path, far_from_utc):
     assert r.status_code == 200, r.text
     ts = dict(db_rows(tmp_path, "SELECT item_id, ts FROM events"))
     assert ts == {"heat": pytest.approx(1_700_000_000.0), "toy": pytest.approx(1_700_000_000.0)}
+
+
+def test_a_retried_post_with_event_ids_stores_each_event_once(client, tmp_path):
+    batch = [{"user_id": "u", "item_id": "heat", "timestamp": 1_700_000_000, "event_id": "e1"},
+             {"user_id": "u", "item_id": "toy", "timestamp": 1_700_000_001, "event_id": "e2"}]
+    first = client.post("/events", headers=W, json=batch)
+    assert first.status_code == 200 and first.json()["stored"] == 2 and first.json()["duplicates"] == 0
+    again = client.post("/events", headers=W, json=batch)       # the answer was lost: the client retries
+    assert again.status_code == 200 and again.json()["stored"] == 0 and again.json()["duplicates"] == 2
+    mixed = client.post("/events", headers=W, json=[batch[0], {**batch[0], "item_id": "nemo", "event_id": "e3"},
+                                                    {**batch[0], "item_id": "nemo", "event_id": "e3"},
+                                                    {"user_id": "u", "item_id": "alien"}])   # no id: always stored
+    assert mixed.json()["stored"] == 2 and mixed.json()["duplicates"] == 2
+    assert db_rows(tmp_path, "SELECT count(*) FROM events") == [(4,)]
+    assert db_rows(tmp_path, "SELECT n_events FROM user_profiles WHERE user_id = 'u'") == [(4,)]
+
+
+def test_event_id_follows_the_id_rules(client):
+    bad = client.post("/events", headers=W, json={"user_id": "u", "item_id": "heat", "event_id": "x" * 257})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][-1] == "event_id"

@@ -69,6 +69,8 @@ class EventBody(BaseModel):
     timestamp: Finite | dt.datetime | None = None
     kind: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")] = "view"
     value: Finite | None = None
+    event_id: Id | None = Field(None, description="Your id for this event (optional): an event whose id is "
+                                                  "already stored is skipped, so a retried POST stores it once")
 
 
 class EventBatch(BaseModel):

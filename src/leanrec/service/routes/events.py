@@ -32,7 +32,8 @@ def add_routes(routes: APIRouter, http: Http) -> None:
                 check_timestamp(ts, config, loc)
             except InputError as exc:
                 errors += exc.errors
-            rows.append({"user_id": e.user_id, "item_id": e.item_id, "ts": ts, "kind": e.kind, "value": e.value})
+            rows.append({"user_id": e.user_id, "item_id": e.item_id, "ts": ts, "kind": e.kind, "value": e.value,
+                         "event_id": e.event_id})
         if errors:
             raise unprocessable(errors)
         try:
