@@ -210,7 +210,7 @@ def test_a_vector_the_database_refuses_rolls_the_batch_back(store):
 
 
 def test_the_schema_is_at_head_with_the_experiment_tables(store):
-    assert migrate.current(store.engine) == migrate.head() == "0004"
+    assert migrate.current(store.engine) == migrate.head() == "0005"
     names = set(inspect(store.engine).get_table_names())
     assert {"items", "item_vectors", "events", "user_profiles", "api_keys", "models", "counters",
             "experiments", "exposures", "attributions"} <= names

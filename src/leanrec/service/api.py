@@ -32,6 +32,7 @@ from .metrics import Metrics
 from .middleware import BodyLimit, Timing
 from .routes import Http, add_routes
 from .routes.deps import add_error_handlers, settle_garbage_collector
+from .routes.openapi_errors import document_errors
 
 __all__ = ["create_app", "settle_garbage_collector"]
 
@@ -61,6 +62,7 @@ def create_app(config: ServiceConfig, *, encoder=None, start_in_background: bool
     app.state.metrics = metrics
     add_error_handlers(app, config)
     add_routes(app.router, Http(service, config, metrics))
+    document_errors(app, config)
     app.add_middleware(BodyLimit, limit=config.max_body_bytes)
     app.add_middleware(Timing, metrics=metrics)
     return app

@@ -249,6 +249,8 @@ def _load_postgres(store: Store, encoder_id, ids, texts, fields, vectors, ev, sa
     with store.engine.connect() as conn:
         others = [t for e, t, _ in store.pgvector_tables(conn) if e != encoder_id]
     now = time.time()
+    from psycopg import sql as pgsql
+
     fairy = store.engine.raw_connection()
     pg = fairy.driver_connection
     try:
@@ -275,13 +277,14 @@ def _load_postgres(store: Store, encoder_id, ids, texts, fields, vectors, ev, sa
         # the loaded items' vectors of other encoders are stale (their text may have changed)
         cur.execute("DELETE FROM item_vectors WHERE item_id IN (SELECT item_id FROM leanrec_load_items)")
         for other in others:  # fixed hex names from the registry
-            cur.execute(f"DELETE FROM {other} WHERE item_id IN (SELECT item_id FROM leanrec_load_items)")
+            cur.execute(pgsql.SQL("DELETE FROM {} WHERE item_id IN (SELECT item_id FROM leanrec_load_items)")
+                        .format(pgsql.Identifier(other)))
         seconds["items"] = time.perf_counter() - t
 
         t = time.perf_counter()
         dropped = index is not None and n >= HNSW_DROP_ROWS
         if dropped:
-            cur.execute(f"DROP INDEX {index}")
+            cur.execute(pgsql.SQL("DROP INDEX {}").format(pgsql.Identifier(index)))
         cur.execute(f"CREATE TEMP TABLE leanrec_load_vectors (item_id text, embedding vector({dim:d})) "
                     "ON COMMIT DROP")
         head = struct.pack(">hh", dim, 0)
@@ -293,11 +296,11 @@ def _load_postgres(store: Store, encoder_id, ids, texts, fields, vectors, ev, sa
                 if (k + 1) % COPY_CHUNK == 0 or k + 1 == n:
                     say("vectors", k + 1, n)
         # the filter terms come from the items just written (leanrec_filter_terms, migration 0004)
-        cur.execute(f"INSERT INTO {vt} (item_id, embedding, filter_terms) "
-                    "SELECT s.item_id, s.embedding, leanrec_filter_terms(i.fields) "
-                    "FROM leanrec_load_vectors AS s JOIN items AS i USING (item_id) "
-                    "ON CONFLICT (item_id) DO UPDATE SET embedding = EXCLUDED.embedding, "
-                    "filter_terms = EXCLUDED.filter_terms")
+        cur.execute(pgsql.SQL("INSERT INTO {} (item_id, embedding, filter_terms) "
+                            "SELECT s.item_id, s.embedding, leanrec_filter_terms(i.fields) "
+                            "FROM leanrec_load_vectors AS s JOIN items AS i USING (item_id) "
+                            "ON CONFLICT (item_id) DO UPDATE SET embedding = EXCLUDED.embedding, "
+                            "filter_terms = EXCLUDED.filter_terms").format(pgsql.Identifier(vt)))
         seconds["vectors"] = time.perf_counter() - t
 
         t = time.perf_counter()
@@ -316,8 +319,10 @@ def _load_postgres(store: Store, encoder_id, ids, texts, fields, vectors, ev, sa
     with store.engine.begin() as conn:  # fresh statistics: the planner must know the tables' sizes
         from sqlalchemy import text
 
+        from .store.base import ident
+
         for name in ("items", vt, *(["events"] if ev is not None else [])):
-            conn.execute(text(f"ANALYZE {name}"))
+            conn.execute(text(f"ANALYZE {ident(conn, name)}"))
     seconds["analyze"] = time.perf_counter() - t
     return {"created": n - replaced, "replaced": replaced, "ann_index_dropped": dropped, "method": "copy"}
 

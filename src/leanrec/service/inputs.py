@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 import time
@@ -12,8 +13,14 @@ from .errors import InputError
 FILTER_RE = re.compile(r"^\s*([A-Za-z0-9_.-]{1,64})\s*:(.{1,256})$")
 
 
+#: filters one request may carry: each is a mask over the whole catalogue, so an unbounded
+#: number is unbounded work for one anonymous GET
+MAX_FILTERS = 20
+
+
 def parse_filters(values: list[str] | None) -> list[tuple[str, str]]:
-    """``["category:Books", "brand:Acme,color:red"]`` → [(field, value), ...] (all must hold)."""
+    """``["category:Books", "brand:Acme,color:red"]`` → [(field, value), ...] (all must hold);
+    at most :data:`MAX_FILTERS` of them."""
     out = []
     for k, raw in enumerate(values or []):
         for part in raw.split(","):
@@ -24,7 +31,20 @@ def parse_filters(values: list[str] | None) -> list[tuple[str, str]]:
                 raise InputError([{"loc": ["query", "filter", k], "type": "value_error",
                                    "msg": f"filter {part!r} must look like field:value (e.g. genres:Comedy)"}])
             out.append((m.group(1), m.group(2).strip()))
+            if len(out) > MAX_FILTERS:
+                raise InputError([{"loc": ["query", "filter"], "type": "value_error",
+                                   "msg": f"at most {MAX_FILTERS} filters per request, got more"}])
     return out
+
+
+def event_time(value: float | dt.datetime | None, now: float) -> float:
+    """Unix seconds of an event's ``timestamp``: ``now`` when absent; an ISO 8601 time without
+    a zone is UTC (never the server's local zone, which would shift events by its offset)."""
+    if value is None:
+        return now
+    if isinstance(value, dt.datetime):
+        return (value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)).timestamp()
+    return float(value)
 
 
 def check_timestamp(ts: float, config: ServiceConfig, loc: list) -> None:

@@ -126,7 +126,7 @@ class PgVectorIndex:
             terms = ", ".join(_TERM_SQL.format(n=f"fn{j}", v=f"fv{j}") for j in range(len(filters)))
             params = {key: val for j, (name, value) in enumerate(filters)
                       for key, val in ((f"fn{j}", name), (f"fv{j}", value))}
-            stmt = stmt.where(text(f"{self.table.name}.filter_terms @> ARRAY[{terms}]").bindparams(**params))
+            stmt = stmt.where(self.table.c.filter_terms.op("@>")(text(f"ARRAY[{terms}]").bindparams(**params)))
         return stmt.order_by(self._exact_order if exact else self._dist).limit(bindparam("k", type_=Integer))
 
     def _settings(self, conn, k: int, limit: int, exact: bool) -> None:

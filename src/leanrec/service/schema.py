@@ -77,8 +77,11 @@ events = Table(
     Column("kind", String(32), nullable=False, default=""),
     Column("value", Float, nullable=True),
     Column("received_at", Float, nullable=False),
+    # the client's own id for the event (optional): a retried POST stores it once
+    Column("client_event_id", String(ID_LEN), nullable=True),
     Index("ix_events_user", "user_id", "id"),
     Index("ix_events_item", "item_id"),
+    Index("ux_events_client_event_id", "client_event_id", unique=True),
 )
 
 user_profiles = Table(

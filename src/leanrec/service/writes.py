@@ -51,10 +51,33 @@ class Writes:
             with self._state:
                 self.cat.remove(item_id, seq)
 
+    def _unseen_events(self, events: list[dict]) -> list[dict]:
+        """The events whose client ``event_id`` is not stored yet nor earlier in the batch
+        (events without one always count): a retried POST stores each event once. Called
+        under the write lock, so no other writer of this process stores an id in between;
+        the unique index guards against other processes."""
+        ids = [e["event_id"] for e in events if e.get("event_id") is not None]
+        if not ids:
+            return events
+        seen = self.store.stored_event_ids(ids)
+        out = []
+        for e in events:
+            eid = e.get("event_id")
+            if eid is not None:
+                if eid in seen:
+                    continue
+                seen.add(eid)
+            out.append(e)
+        return out
+
     def add_events(self, events: list[dict]) -> dict:
-        """``events``: dicts with user_id, item_id, ts, kind, value (types already checked).
-        Every item must exist; the batch is stored whole or not at all."""
+        """``events``: dicts with user_id, item_id, ts, kind, value and an optional client
+        ``event_id`` (types already checked). Every item must exist; the batch is stored whole
+        or not at all; events whose ``event_id`` is already stored are skipped (``duplicates``)."""
         with self._write:
+            sent, events = len(events), self._unseen_events(events)
+            if not events:
+                return {"stored": 0, "duplicates": sent, "users": 0, "last_event_id": self.store.last_event_id()}
             cat = self.cat
             bad = [{"loc": ["body", "events", k, "item_id"], "type": "value_error",
                     "msg": f"unknown item id {e['item_id']!r}"} for k, e in enumerate(events) if e["item_id"] not in cat]
@@ -83,7 +106,7 @@ class Writes:
                 rows.append(prof.to_row(self.pid, user))
             last_id = self.store.add_events(
                 [{"user_id": e["user_id"], "item_id": e["item_id"], "ts": e["ts"], "kind": e["kind"],
-                  "value": e["value"]} for e in events], rows,
+                  "value": e["value"], "client_event_id": e.get("event_id")} for e in events], rows,
                 running=[x for x in self._experiments.values() if x.running])
             self.store.clear_fault()
             with self._state:
@@ -91,4 +114,5 @@ class Writes:
                 cat.add_counts([e["item_id"] for e in events])
         if self.metrics is not None:
             self.metrics.events.inc(len(events))
-        return {"stored": len(events), "users": len(by_user), "last_event_id": last_id}
+        return {"stored": len(events), "duplicates": sent - len(events), "users": len(by_user),
+                "last_event_id": last_id}

@@ -61,7 +61,7 @@ class ItemBatch(BaseModel):
 
 
 class EventBody(BaseModel):
-    """One interaction. ``timestamp``: Unix seconds or ISO 8601 (default: now)."""
+    """One interaction. ``timestamp``: Unix seconds or ISO 8601, UTC when it names no zone (default: now)."""
 
     model_config = ConfigDict(extra="forbid")
     user_id: Id
@@ -69,6 +69,8 @@ class EventBody(BaseModel):
     timestamp: Finite | dt.datetime | None = None
     kind: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")] = "view"
     value: Finite | None = None
+    event_id: Id | None = Field(None, description="Your id for this event (optional): an event whose id is "
+                                                  "already stored is skipped, so a retried POST stores it once")
 
 
 class EventBatch(BaseModel):

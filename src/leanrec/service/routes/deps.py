@@ -74,6 +74,7 @@ class Http:
                 raise HTTPException(401, detail=why, headers={"WWW-Authenticate": "Bearer"})
             if not allows(scope, what):
                 raise HTTPException(403, detail=f"this key has scope {scope!r}; this request needs {what!r}")
+        check.leanrec_scope = what  # read by the OpenAPI pass (openapi_errors.scope_of)
         return Depends(check)
 
     def check_batch(self, n: int, what: str) -> None:

@@ -1,13 +1,12 @@
 """``POST /events``: one event, a list, or ``{"events": [...]}``, stored all or nothing."""
 
-import datetime as dt
 import time
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
 from ..errors import InputError
-from ..inputs import check_timestamp
+from ..inputs import check_timestamp, event_time
 from .bodies import ANY_EVENTS, EVENTS, documents
 from .deps import Http, json_response, read_body, unprocessable, validate
 
@@ -27,14 +26,14 @@ def add_routes(routes: APIRouter, http: Http) -> None:
         http.check_batch(len(batch.events), "events")
         now, rows, errors = time.time(), [], []
         for k, e in enumerate(batch.events):
-            ts = now if e.timestamp is None else (e.timestamp.timestamp() if isinstance(e.timestamp, dt.datetime)
-                                                 else float(e.timestamp))
+            ts = event_time(e.timestamp, now)
             loc = ["body"] + ([] if single else ["events", k]) + ["timestamp"]
             try:
                 check_timestamp(ts, config, loc)
             except InputError as exc:
                 errors += exc.errors
-            rows.append({"user_id": e.user_id, "item_id": e.item_id, "ts": ts, "kind": e.kind, "value": e.value})
+            rows.append({"user_id": e.user_id, "item_id": e.item_id, "ts": ts, "kind": e.kind, "value": e.value,
+                         "event_id": e.event_id})
         if errors:
             raise unprocessable(errors)
         try:

@@ -12,7 +12,7 @@ import logging
 from sqlalchemy import text, update
 
 from ..schema import pgvector_encoders, vector_table_name
-from .base import StoreError
+from .base import StoreError, ident
 from .vectors import VectorRows
 
 PGVECTOR_MAX_INDEXED_DIM = 2000  # pgvector's HNSW and IVFFlat limit for the vector type
@@ -75,7 +75,7 @@ class AnnIndexes(VectorRows):
             if conn.execute(text("SELECT to_regclass(:i)"), {"i": stale}).scalar() is not None:
                 logging.getLogger("leanrec.service").warning(
                     "ann = %s: dropping the %s index %s of encoder %r", self.ann, other, stale, encoder_id)
-                conn.execute(text(f"DROP INDEX {stale}"))
+                conn.execute(text(f"DROP INDEX {ident(conn, stale)}"))
             if other == "hnsw":
                 conn.execute(update(pgvector_encoders).where(pgvector_encoders.c.encoder_id == encoder_id)
                              .values(hnsw_m=None, hnsw_ef_construction=None))
@@ -108,19 +108,19 @@ class AnnIndexes(VectorRows):
         with self.engine.begin() as conn:
             conn.execute(text("SET LOCAL statement_timeout = 0"))  # a build takes minutes: not a request
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
-            rows = int(conn.execute(text(f"SELECT count(*) FROM {name}")).scalar())
+            rows = int(conn.execute(text(f"SELECT count(*) FROM {ident(conn, name)}")).scalar())
             want = self.ivfflat_lists or self.ivfflat_lists_for(rows)
             built = conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = :i"), {"i": index}).first()
             if built is not None:
                 lists = int(_reloptions(built[0]).get("lists", 100))  # 100: pgvector's default
                 if self.ivfflat_lists or want < IVFFLAT_STALE_GROWTH * lists:
                     return index
-                conn.execute(text(f"DROP INDEX {index}"))
+                conn.execute(text(f"DROP INDEX {ident(conn, index)}"))
             if rows < IVFFLAT_MIN_ROWS:
                 return None
-            conn.execute(text(f"CREATE INDEX {index} ON {name} USING ivfflat (embedding vector_ip_ops) "
+            conn.execute(text(f"CREATE INDEX {ident(conn, index)} ON {ident(conn, name)} USING ivfflat (embedding vector_ip_ops) "
                               f"WITH (lists = {int(want):d})"))
-            conn.execute(text(f"ANALYZE {name}"))
+            conn.execute(text(f"ANALYZE {ident(conn, name)}"))
         return index
 
     def ensure_hnsw_index(self, encoder_id: str) -> str:
@@ -146,10 +146,10 @@ class AnnIndexes(VectorRows):
             if efc < 2 * m or efc > 1000:
                 raise StoreError(f"hnsw_ef_construction must be in 2 * hnsw_m..1000 for pgvector, "
                                  f"got {efc} with hnsw_m = {m}")
-            # identifiers are fixed hex names and the settings checked integers: nothing user-typed
-            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {index} ON {name} USING hnsw "
+            # identifiers quoted by the dialect, the settings checked integers: nothing user-typed
+            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {ident(conn, index)} ON {ident(conn, name)} USING hnsw "
                               f"(embedding vector_ip_ops) WITH (m = {m:d}, ef_construction = {efc:d})"))
             conn.execute(update(pgvector_encoders).where(pgvector_encoders.c.encoder_id == encoder_id)
                          .values(hnsw_m=m, hnsw_ef_construction=efc))
-            conn.execute(text(f"ANALYZE {name}"))  # the planner learns the table's size now, not later
+            conn.execute(text(f"ANALYZE {ident(conn, name)}"))  # the planner learns the table's size now, not later
         return index

@@ -142,6 +142,13 @@ def upsert(conn: Connection, table, rows: list[dict], keys: Sequence[str], updat
     conn.execute(stmt, rows)
 
 
+def ident(conn, name: str) -> str:
+    """``name`` quoted as an SQL identifier by the connection's own dialect (always quoted,
+    embedded quotes doubled): the one way a table or index name enters a DDL string, even
+    when the name is a fixed hex name or read back from the database's catalog."""
+    return conn.dialect.identifier_preparer.quote_identifier(name)
+
+
 def chunks(seq: Sequence, n: int = 500):
     """Slices of ``n``: an ``IN (...)`` list or an executemany stays within the drivers' limits."""
     for i in range(0, len(seq), n):

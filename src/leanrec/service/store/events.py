@@ -40,6 +40,15 @@ class EventRows(Database):
                    ["profile_id", "user_id"], ["vector", "weight", "n_events", "last_ts", "last_event_id"])
         return last_id
 
+    def stored_event_ids(self, client_ids: Sequence[str]) -> set[str]:
+        """Which of these client event ids are already stored (for idempotent retries)."""
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for part in chunks(list(dict.fromkeys(client_ids)), 500):
+                found.update(conn.execute(select(events.c.client_event_id)
+                                          .where(events.c.client_event_id.in_(part))).scalars())
+        return found
+
     @staticmethod
     def _attribute(conn: Connection, clicks: list[dict], running: Sequence) -> int:
         """Credit ``clicks`` (events with ``event_id``) to exposures, inside the caller's
@@ -87,6 +96,11 @@ class EventRows(Database):
         with self.engine.connect() as conn:
             return {i: int(n) for i, n in conn.execute(
                 select(events.c.item_id, func.count()).group_by(events.c.item_id))}
+
+    def last_event_id(self) -> int | None:
+        """The id of the newest stored event (None before the first)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(events.c.id))).scalar_one()
 
     def count_events(self) -> int:
         with self.engine.connect() as conn:

@@ -16,7 +16,7 @@ from sqlalchemy import LargeBinary, String, Text, bindparam, func, select, text
 from sqlalchemy.engine import Connection
 
 from ..schema import item_vectors, items, pgvector_encoders, vector_table, vector_table_name
-from .base import Database, StoreError, chunks, upsert
+from .base import Database, StoreError, chunks, ident, upsert
 
 VECTOR_MODES = ("auto", "bytes", "pgvector")
 
@@ -122,11 +122,12 @@ class VectorRows(Database):
                                 "AND column_name = 'filter_terms'"), {"t": table.name}).first()
         if has is not None:
             return
-        name = table.name  # a fixed hex name from the registry
-        conn.execute(text(f"ALTER TABLE {name} ADD COLUMN filter_terms text[]"))
-        conn.execute(text(f"UPDATE {name} AS v SET filter_terms = leanrec_filter_terms(i.fields) "
+        name = table.name
+        conn.execute(text(f"ALTER TABLE {ident(conn, name)} ADD COLUMN filter_terms text[]"))
+        conn.execute(text(f"UPDATE {ident(conn, name)} AS v SET filter_terms = leanrec_filter_terms(i.fields) "
                           "FROM items AS i WHERE i.item_id = v.item_id"))
-        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name}_terms ON {name} USING gin (filter_terms)"))
+        conn.execute(text(f"CREATE INDEX IF NOT EXISTS {ident(conn, name + '_terms')} ON {ident(conn, name)} "
+                          "USING gin (filter_terms)"))
 
     @staticmethod
     def _upsert_vectors(conn: Connection, table, rows: list[dict]) -> None:
