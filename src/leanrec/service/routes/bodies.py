@@ -8,6 +8,7 @@ body through :func:`documents`.
 import datetime as dt
 from typing import Annotated, Any, Literal, Union
 
+from fastapi import Path, Query
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -21,14 +22,25 @@ from pydantic import (
 )
 
 from ..experiments import DEFAULT_CLICK_KINDS, DEFAULT_WINDOW_S
+from ..inputs import FILTER_PATTERN, MAX_FILTERS, MAX_PAIRS
 
 
 def _id(v: Any) -> Any:
     return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
-Id = Annotated[str, BeforeValidator(_id),
-               StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f/]+$")]
+#: an id: 1 to 256 characters, no ``/``, no control characters (the same rule in bodies and paths)
+ID_MAX, ID_PATTERN = 256, r"^[^\x00-\x1f/]+$"
+NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+# (the constraints before the BeforeValidator: after it, pydantic leaves the pattern out of the JSON schema)
+Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX, pattern=ID_PATTERN), BeforeValidator(_id)]
+#: the same rule for an id in the path: validated (422 at ``["path", name]``) and documented
+PathId = Annotated[str, Path(min_length=1, max_length=ID_MAX, pattern=ID_PATTERN)]
+PathName = Annotated[str, Path(pattern=NAME_PATTERN)]
+#: the ``filter`` query parameter: repeated, each value ``field:value[,field:value...]``
+Filters = Annotated[list[Annotated[str, StringConstraints(pattern=FILTER_PATTERN)]] | None,
+                    Query(max_length=MAX_FILTERS, description=f"field:value, e.g. genres:Comedy; repeated (at most "
+                          f"{MAX_FILTERS}) or comma-separated (at most {MAX_PAIRS} per value), all must hold")]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Scalar = Union[StrictBool, StrictInt, Finite, Annotated[str, StringConstraints(max_length=10_000)]]
 FieldValue = Union[Scalar, Annotated[list[Scalar], Field(max_length=1000)]]
@@ -38,7 +50,8 @@ class ItemBody(BaseModel):
     """An item: the text the encoder reads, and fields for filters and display."""
 
     model_config = ConfigDict(extra="forbid")
-    text: str = Field(max_length=100_000, description="Text to encode (title, description, ...); not empty")
+    text: str = Field(max_length=100_000, pattern=r"\S",
+                      description="Text to encode (title, description, ...); not empty or blank")
     fields: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], FieldValue] = Field(
         default_factory=dict, max_length=100, description="e.g. {\"genres\": [\"Crime\"], \"price\": 9.5}")
 
@@ -83,7 +96,7 @@ class ModelSwap(BaseModel):
     path: str | None = Field(description="A model folder written by `leanrec model train`; null = content model")
 
 
-Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Kind = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,32}$")]
 
 
@@ -110,8 +123,8 @@ class ExperimentBody(BaseModel):
 
 ID = TypeAdapter(Id)
 ITEM = TypeAdapter(ItemBody)
-ANY_EVENTS = TypeAdapter(Union[EventBody, list[EventBody], EventBatch])
-ANY_ITEMS = TypeAdapter(Union[ItemBatch, list[ItemWithId]])
+ANY_EVENTS = TypeAdapter(Union[EventBody, Annotated[list[EventBody], Field(min_length=1)], EventBatch])
+ANY_ITEMS = TypeAdapter(Union[ItemBatch, Annotated[list[ItemWithId], Field(min_length=1)]])
 ITEMS = TypeAdapter(ItemBatch)
 EVENTS = TypeAdapter(EventBatch)
 SWAP = TypeAdapter(ModelSwap)

@@ -23,7 +23,6 @@ from ..errors import Conflict, InputError, NotFound
 from ..keys import allows, hash_key
 from ..metrics import Metrics
 from ..store import StoreError, unavailable_reason
-from .bodies import ID
 
 
 class Http:
@@ -135,12 +134,6 @@ def validate(adapter: TypeAdapter, data: Any, prefix: list) -> Any:
     except ValidationError as exc:
         raise unprocessable([{"loc": prefix + list(e["loc"]), "msg": e["msg"], "type": e["type"]}
                              for e in exc.errors(include_url=False, include_input=False)]) from None
-
-
-def path_id(value: str, name: str) -> str:
-    """An id from the path, checked by the rules of ids in bodies (:data:`.bodies.ID`):
-    1 to 256 characters, no ``/``, no control characters; else a 422 at ``["path", name]``."""
-    return validate(ID, value, ["path", name])
 
 
 async def read_body(request: Request) -> Any:

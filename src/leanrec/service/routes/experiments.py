@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request
 
-from .bodies import EXPERIMENT, documents
+from .bodies import EXPERIMENT, PathName, documents
 from .deps import Http, call, json_response, read_body, validate
 
 
@@ -21,16 +21,16 @@ def add_routes(routes: APIRouter, http: Http) -> None:
         return json_response({"experiments": svc.experiments()})
 
     @routes.get("/experiments/{experiment_id}", dependencies=[read], tags=["experiments"])
-    async def get_experiment(experiment_id: str, svc: Svc):
+    async def get_experiment(experiment_id: PathName, svc: Svc):
         return json_response(svc.experiment(experiment_id))
 
     @routes.post("/experiments/{experiment_id}/stop", dependencies=[write], tags=["experiments"],
             summary="Stop serving and attributing; the report stays readable")
-    async def stop_experiment(experiment_id: str, svc: Svc):
+    async def stop_experiment(experiment_id: PathName, svc: Svc):
         return json_response(await call(svc.stop_experiment, experiment_id, thread=True))
 
     @routes.get("/experiments/{experiment_id}/report", dependencies=[read], tags=["experiments"],
            summary="Per-arm CTR with 95% intervals, differences and p-values, SRM check (or interleaving wins)")
-    async def experiment_report(experiment_id: str, svc: Svc):
+    async def experiment_report(experiment_id: PathName, svc: Svc):
         return json_response(await call(svc.experiment_report, experiment_id, thread=True))
 

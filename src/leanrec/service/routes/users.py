@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from ..inputs import parse_filters
-from .deps import Http, call, json_response, path_id
+from .bodies import Filters, PathId
+from .deps import Http, call, json_response
 
 
 def add_routes(routes: APIRouter, http: Http) -> None:
@@ -14,14 +15,13 @@ def add_routes(routes: APIRouter, http: Http) -> None:
     @routes.get("/users/{user_id}/recommendations", dependencies=[read], tags=["recommendations"],
            summary="Top-k items for a user (a cold-start list for unknown users)")
     async def recommendations(
-            user_id: str, svc: Svc, k: Annotated[int, Query(ge=1, le=http.config.max_k)] = 10,
+            user_id: PathId, svc: Svc, k: Annotated[int, Query(ge=1, le=http.config.max_k)] = 10,
             exclude_seen: bool = True,
-            filter: Annotated[list[str] | None, Query(description="field:value, e.g. genres:Comedy")] = None,
+            filter: Filters = None,
             experiment: Annotated[str | None, Query(max_length=64, description="Serve (and log) the list of this "
                                                     "running experiment")] = None,
             explain: Annotated[bool, Query(description="Add each item's exact score split into the user's history "
                                                        "items and one sentence (reads the store: slower)")] = False):
-        path_id(user_id, "user_id")
         filters = parse_filters(filter)
         if experiment is not None or explain:  # an exposure write or history reads: off the event loop
             return json_response(await call(svc.recommend, user_id, k, exclude_seen, filters, experiment, explain,
