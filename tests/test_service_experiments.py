@@ -296,11 +296,11 @@ def test_exposures_clicks_and_attribution(client, tmp_path):
     served = {}
     for k in range(20):
         user = f"u{k}"
-        body = client.get(f"/users/{user}/recommendations", params={"k": 3, "experiment": "ab"}).json()
+        body = client.get(f"/users/{user}/recommendations", params={"k": 3, "experiment": "ab"}, headers=W).json()
         assert body["experiment"]["id"] == "ab" and body["experiment"]["mode"] == "ab"
         assert body["experiment"]["arm"] == exp.assign(user).name  # the documented hash, nothing else
         served[user] = body
-    again = client.get("/users/u0/recommendations", params={"k": 3, "experiment": "ab"}).json()
+    again = client.get("/users/u0/recommendations", params={"k": 3, "experiment": "ab"}, headers=W).json()
     assert again["experiment"]["arm"] == served["u0"]["experiment"]["arm"]  # stable
     assert again["experiment"]["exposure_id"] != served["u0"]["experiment"]["exposure_id"]
     rows = db_rows(tmp_path, "SELECT id, experiment_id, user_id, arm, items FROM exposures ORDER BY id")
@@ -343,7 +343,7 @@ def test_exposures_clicks_and_attribution(client, tmp_path):
     assert set(rep["comparisons"][0]) >= {"diff", "diff_ci95", "p_value"} and "chi2" in rep["srm"]
     assert isinstance(rep["verdict"], str) and rep["verdict"]
     # unknown experiment: 404; bad k still 422
-    r = client.get("/users/u1/recommendations", params={"experiment": "nope"})
+    r = client.get("/users/u1/recommendations", params={"experiment": "nope"}, headers=W)
     assert r.status_code == 404 and "nope" in r.json()["detail"]
 
 
@@ -352,7 +352,7 @@ def test_interleaving_over_http(client, tmp_path):
     r = client.post("/experiments", headers=W, json={"id": "il", "mode": "interleave", "arms": [
         {"name": "ease", "model": str(ease)}, {"name": "pop", "model": str(popular)}]})
     assert r.status_code == 201, r.text
-    body = client.get("/users/u1/recommendations", params={"k": 6, "experiment": "il"}).json()
+    body = client.get("/users/u1/recommendations", params={"k": 6, "experiment": "il"}, headers=W).json()
     assert body["experiment"]["mode"] == "interleave" and "arm" not in body["experiment"]
     items = body["items"]
     assert len(items) == 6 and len({i["item_id"] for i in items}) == 6
@@ -374,21 +374,21 @@ def test_restart_keeps_experiments_and_stop(tmp_path):
         _seed(c)
         assert c.post("/experiments", headers=W, json={"id": "keep", "arms": [
             {"name": "a", "share": 0.2}, {"name": "b", "share": 0.8}]}).status_code == 201
-        first = {f"u{k}": c.get(f"/users/u{k}/recommendations", params={"experiment": "keep"}).json()["experiment"]
+        first = {f"u{k}": c.get(f"/users/u{k}/recommendations", params={"experiment": "keep"}, headers=W).json()["experiment"]
                  for k in range(10)}
-        item = c.get("/users/u0/recommendations", params={"experiment": "keep", "k": 2}).json()["items"][0]
+        item = c.get("/users/u0/recommendations", params={"experiment": "keep", "k": 2}, headers=W).json()["items"][0]
         c.post("/events", headers=W, json={"user_id": "u0", "item_id": item["item_id"], "kind": "click"})
         before = c.get("/experiments/keep/report").json()
     with make_client(tmp_path) as c:  # a new process would see the same: all state is in the store
         assert c.get("/experiments/keep").json()["arms"][1] == {"name": "b", "share": 0.8, "model": None}
         assert c.get("/experiments/keep/report").json() == before
         for user, tag in first.items():
-            now = c.get(f"/users/{user}/recommendations", params={"experiment": "keep"}).json()["experiment"]
+            now = c.get(f"/users/{user}/recommendations", params={"experiment": "keep"}, headers=W).json()["experiment"]
             assert now["arm"] == tag["arm"] and now["exposure_id"] > tag["exposure_id"]
         r = c.post("/experiments/keep/stop", headers=W)
         assert r.status_code == 200 and r.json()["status"] == "stopped" and r.json()["stopped_at"] is not None
         assert c.post("/experiments/keep/stop", headers=W).json() == r.json()  # idempotent
-        r = c.get("/users/u1/recommendations", params={"experiment": "keep"})
+        r = c.get("/users/u1/recommendations", params={"experiment": "keep"}, headers=W)
         assert r.status_code == 409 and "stopped" in r.json()["detail"]
         assert c.get("/users/u1/recommendations").status_code == 200
         exposures = c.get("/experiments/keep/report").json()["exposures"]
@@ -529,3 +529,32 @@ def test_no_clicks_yet_is_not_certainty():
     lo, hi = report["arms"][0]["ctr_ci95"]
     assert lo == 0.0 and 0 < hi <= 1.0 and report["arms"][1]["ctr_ci95"][1] == 1.0  # clipped to [0, 1]
     assert report["comparisons"][0]["p_value"] > 0.01  # 3 users a side cannot be overwhelming evidence
+
+
+def test_logging_an_exposure_needs_a_write_key_and_holds_no_write_lock_while_ranking(client, tmp_path):
+    ease, popular = _folders(tmp_path)
+    assert client.post("/experiments", headers=W, json={
+        "id": "lock", "arms": [{"name": "pop", "model": str(popular)}, {"name": "ease", "model": str(ease)}]}
+    ).status_code == 201
+    for headers, status in (({}, 401), (R, 403)):  # a read that would write: refused, nothing logged
+        r = client.get("/users/u1/recommendations", params={"experiment": "lock"}, headers=headers)
+        assert r.status_code == status, r.text
+    assert db_rows(tmp_path, "SELECT count(*) FROM exposures") == [(0,)]
+    # while the list is ranked, another writer must get the database at once (SQLite: no waiting)
+    svc = client.app.state.service
+    rank, seen = svc._rank, []
+
+    def rank_while_someone_writes(*args, **kwargs):
+        with sqlite3.connect(tmp_path / "store.db", timeout=0) as other:
+            other.execute("UPDATE counters SET value = value WHERE 1 = 0")
+            other.execute("INSERT INTO counters (name, value) VALUES ('probe', 0) ON CONFLICT (name) DO NOTHING")
+            seen.append("wrote")
+        return rank(*args, **kwargs)
+
+    svc._rank = rank_while_someone_writes
+    try:
+        r = client.get("/users/u1/recommendations", params={"experiment": "lock"}, headers=W)
+    finally:
+        svc._rank = rank
+    assert r.status_code == 200 and seen, r.text
+    assert db_rows(tmp_path, "SELECT count(*) FROM exposures WHERE items != '[]'") == [(1,)]

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from ..inputs import parse_filters
 from .bodies import Filters, PathId
@@ -10,19 +10,21 @@ from .deps import Http, call, json_response
 
 
 def add_routes(routes: APIRouter, http: Http) -> None:
-    Svc, read = http.Svc, http.read
+    Svc, read, write = http.Svc, http.read, http.write
 
     @routes.get("/users/{user_id}/recommendations", dependencies=[read], tags=["recommendations"],
            summary="Top-k items for a user (a cold-start list for unknown users)")
     async def recommendations(
-            user_id: PathId, svc: Svc, k: Annotated[int, Query(ge=1, le=http.config.max_k)] = 10,
+            user_id: PathId, svc: Svc, request: Request, k: Annotated[int, Query(ge=1, le=http.config.max_k)] = 10,
             exclude_seen: bool = True,
             filter: Filters = None,
             experiment: Annotated[str | None, Query(max_length=64, description="Serve (and log) the list of this "
-                                                    "running experiment")] = None,
+                                                    "running experiment; logging needs a write key")] = None,
             explain: Annotated[bool, Query(description="Add each item's exact score split into the user's history "
                                                        "items and one sentence (reads the store: slower)")] = False):
         filters = parse_filters(filter)
+        if experiment is not None:  # the list is logged as an exposure: a write, so a write key
+            await write.dependency(request)
         if experiment is not None or explain:  # an exposure write or history reads: off the event loop
             return json_response(await call(svc.recommend, user_id, k, exclude_seen, filters, experiment, explain,
                                             thread=True))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from ..schema import attributions, experiments, exposures
 from .base import Database
@@ -38,15 +38,23 @@ class ExperimentRows(Database):
 
     @contextmanager
     def new_exposure(self, experiment_id: str, user_id: str, arm: str | None, ts: float):
-        """Log one served list, in one transaction: yields ``{"id": exposure id}`` before the
-        list exists (an interleaved list's coins are seeded by that id, so the stored row
-        replays it); the caller sets ``items`` (and ``teams``) and the row is completed on
-        exit. An exception inside rolls the exposure back."""
+        """Log one served list: yields ``{"id": exposure id}`` before the list exists (an
+        interleaved list's coins are seeded by that id, so the stored row replays it); the
+        caller sets ``items`` (and ``teams``) and the row is completed on exit. Two short
+        transactions — the id is taken, then the list written — so no write lock is held
+        while the caller ranks (on SQLite that lock would stall every other writer); an
+        exception inside deletes the row again."""
         with self.engine.begin() as conn:
             xid = int(conn.execute(exposures.insert().returning(exposures.c.id).values(
                 experiment_id=experiment_id, user_id=user_id, arm=arm, items="[]", teams=None, ts=ts)).scalar_one())
-            row: dict = {"id": xid, "items": [], "teams": None}
+        row: dict = {"id": xid, "items": [], "teams": None}
+        try:
             yield row
+        except BaseException:
+            with self.engine.begin() as conn:
+                conn.execute(delete(exposures).where(exposures.c.id == xid))
+            raise
+        with self.engine.begin() as conn:
             conn.execute(update(exposures).where(exposures.c.id == xid).values(
                 items=json.dumps(row["items"]), teams=None if row["teams"] is None else json.dumps(row["teams"])))
 
