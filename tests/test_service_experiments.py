@@ -342,6 +342,10 @@ def test_exposures_clicks_and_attribution(client, tmp_path):
     assert arms[served["u1"]["experiment"]["arm"]]["clicked_exposures"] >= 1
     assert set(rep["comparisons"][0]) >= {"diff", "diff_ci95", "p_value"} and "chi2" in rep["srm"]
     assert isinstance(rep["verdict"], str) and rep["verdict"]
+    # the report is aggregated in SQL; it equals the report from every exposure row
+    svc, exp = client.app.state.service, Experiment.from_dict(rep["experiment"])
+    per_exposure = [(u, arm, sum(c.values())) for _, u, arm, c in svc.store.exposure_outcomes("ab")]
+    assert {k: v for k, v in rep.items() if k != "experiment"} == json.loads(json.dumps(ab_report(exp.arms, per_exposure)))
     # unknown experiment: 404; bad k still 422
     r = client.get("/users/u1/recommendations", params={"experiment": "nope"}, headers=W)
     assert r.status_code == 404 and "nope" in r.json()["detail"]
@@ -367,6 +371,9 @@ def test_interleaving_over_http(client, tmp_path):
     assert rep["mode"] == "interleave" and rep["wins"] == {"ease": int(clicked["team"] == "ease"),
                                                            "pop": int(clicked["team"] == "pop")}
     assert rep["exposures"] == 1 and rep["ties"] == 0
+    svc, exp = client.app.state.service, Experiment.from_dict(rep["experiment"])
+    rows = [(u, c.get("ease", 0), c.get("pop", 0)) for _, u, _, c in svc.store.exposure_outcomes("il")]
+    assert {k: v for k, v in rep.items() if k != "experiment"} == json.loads(json.dumps(interleave_report(exp.arms, rows)))
 
 
 def test_restart_keeps_experiments_and_stop(tmp_path):

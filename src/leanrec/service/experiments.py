@@ -278,14 +278,25 @@ def ab_report(arms: list[Arm], per_exposure: list[tuple], alpha: float = ALPHA) 
     interval and a two-sided z-test p-value on the delta-method variances (the arms' users
     are independent, so the variances add). SRM: ``srm_check`` on the users per arm.
     """
-    per_user: dict[str, dict[str, list]] = {a.name: {} for a in arms}
-    clicks = {a.name: 0 for a in arms}
+    per_user: dict[tuple[str, str], list[int]] = {}
     for user, arm, n_clicks in per_exposure:
-        if arm not in per_user:
-            continue
-        u = per_user[arm].setdefault(user, [0, 0])
+        u = per_user.setdefault((arm, user), [0, 0, 0])
         u[0] += 1
         u[1] += 1 if n_clicks > 0 else 0
+        u[2] += int(n_clicks)
+    return ab_report_from_users(arms, [(arm, user, *v) for (arm, user), v in per_user.items()], alpha)
+
+
+def ab_report_from_users(arms: list[Arm], user_rows: list[tuple], alpha: float = ALPHA) -> dict:
+    """:func:`ab_report` from one row per (arm, user): (arm name, user id, exposures, clicked
+    exposures, clicks) — what the store aggregates in SQL, so a report never reads every
+    exposure row."""
+    per_user: dict[str, dict[str, list]] = {a.name: {} for a in arms}
+    clicks = {a.name: 0 for a in arms}
+    for arm, user, n_shown, n_clicked, n_clicks in user_rows:
+        if arm not in per_user:
+            continue
+        per_user[arm][user] = [int(n_shown), int(n_clicked)]
         clicks[arm] += int(n_clicks)
     out_arms, stats = [], {}
     for a in arms:
@@ -356,13 +367,23 @@ def interleave_report(arms: list[Arm], per_exposure: list[tuple], alpha: float =
     p-value: a two-sided sign test (exact binomial, p = 1/2) on wins_A among the decided
     exposures, ties left out.
     """
+    counts = {"users": len({u for u, _, _ in per_exposure}), "exposures": len(per_exposure),
+              "clicks_a": sum(int(ca) for _, ca, _ in per_exposure),
+              "clicks_b": sum(int(cb) for _, _, cb in per_exposure),
+              "wins_a": sum(1 for _, ca, cb in per_exposure if ca > cb),
+              "wins_b": sum(1 for _, ca, cb in per_exposure if cb > ca),
+              "ties": sum(1 for _, ca, cb in per_exposure if ca == cb and ca > 0)}
+    return interleave_report_from_counts(arms, counts, alpha)
+
+
+def interleave_report_from_counts(arms: list[Arm], counts: dict, alpha: float = ALPHA) -> dict:
+    """:func:`interleave_report` from the counts the store aggregates in SQL: users,
+    exposures, wins_a, wins_b, ties, clicks_a, clicks_b."""
     from scipy.stats import binomtest
 
     a_name, b_name = arms[0].name, arms[1].name
-    users = {u for u, _, _ in per_exposure}
-    wins_a = sum(1 for _, ca, cb in per_exposure if ca > cb)
-    wins_b = sum(1 for _, ca, cb in per_exposure if cb > ca)
-    ties = sum(1 for _, ca, cb in per_exposure if ca == cb and ca > 0)
+    wins_a, wins_b, ties = int(counts["wins_a"]), int(counts["wins_b"]), int(counts["ties"])
+    n_users, n_exposures = int(counts["users"]), int(counts["exposures"])
     decided = wins_a + wins_b
     p = binomtest(wins_a, decided, 0.5).pvalue if decided else math.nan
     denom = decided + ties
@@ -375,10 +396,9 @@ def interleave_report(arms: list[Arm], per_exposure: list[tuple], alpha: float =
         verdict = f"{better} is preferred (delta = {delta:+.3f}, sign test p = {p:.2g} < {alpha})"
     else:
         verdict = f"no significant preference between {a_name} and {b_name} (sign test p = {p:.2g} >= {alpha})"
-    return {"mode": "interleave", "alpha": alpha, "users": len(users), "exposures": len(per_exposure),
+    return {"mode": "interleave", "alpha": alpha, "users": n_users, "exposures": n_exposures,
             "clicked_exposures": decided + ties,
-            "arms": [{"name": a.name, "model": a.model, "wins": w,
-                      "clicks": int(sum(r[k] for r in per_exposure))}
-                     for k, (a, w) in enumerate(zip(arms, (wins_a, wins_b)), start=1)],
+            "arms": [{"name": a.name, "model": a.model, "wins": w, "clicks": int(c)}
+                     for a, w, c in zip(arms, (wins_a, wins_b), (counts["clicks_a"], counts["clicks_b"]))],
             "wins": {a_name: wins_a, b_name: wins_b}, "ties": ties, "preference": _num(delta),
             "p_value": _num(p), "significant": significant, "verdict": verdict}

@@ -19,10 +19,10 @@ from .experiments import (
     DEFAULT_WINDOW_S,
     Arm,
     Experiment,
-    ab_report,
+    ab_report_from_users,
     check_arms,
     equal_shares,
-    interleave_report,
+    interleave_report_from_counts,
     team_draft,
 )
 from .scoring import (
@@ -92,12 +92,11 @@ class LiveExperiments:
     def experiment_report(self, experiment_id: str) -> dict:
         """The experiment's statistics (``experiments.ab_report`` / ``interleave_report``)."""
         exp = self._get_experiment(experiment_id)
-        rows = self.store.exposure_outcomes(exp.id)
-        if exp.mode == "ab":
-            report = ab_report(exp.arms, [(u, arm, sum(c.values())) for _, u, arm, c in rows])
+        if exp.mode == "ab":  # aggregated in SQL: per (arm, user), or to the counts the test needs
+            report = ab_report_from_users(exp.arms, self.store.ab_user_outcomes(exp.id))
         else:
-            a, b = exp.arms[0].name, exp.arms[1].name
-            report = interleave_report(exp.arms, [(u, c.get(a, 0), c.get(b, 0)) for _, u, _, c in rows])
+            report = interleave_report_from_counts(
+                exp.arms, self.store.interleave_counts(exp.id, exp.arms[0].name, exp.arms[1].name))
         return {"experiment": exp.to_dict(), **report}
 
     def _arm_scoring(self, arm: Arm) -> Scoring:
